@@ -1,0 +1,67 @@
+"""Reconstruction algorithms, all behind one generator protocol.
+
+>>> for snap in reconstruct(series, method="tv", iterations=200):  # doctest: +SKIP
+...     print(snap.iteration, snap.losses)
+
+Closing the generator (``gen.close()``, ``break``) stops the run; the last
+snapshot received stands as the result.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..tiltseries import TiltSeries
+from .snapshot import Snapshot
+
+#: method name → "module:function" of its generator.
+METHODS: dict[str, str] = {
+    "sirt": "edxtomo.recon.sirt:sirt",
+    "tv": "edxtomo.recon.tv:tv",
+    "tv-joint": "edxtomo.recon.tv:tv_joint",
+}
+
+
+def register_method(name: str, target: str) -> None:
+    """Make ``reconstruct(method=name)`` call the generator at ``"module:function"``."""
+    METHODS[name] = target
+
+
+def method_function(method: str) -> Callable[..., Iterator[Snapshot]]:
+    """The generator function behind ``method``."""
+    key = method.strip().lower()
+    if key not in METHODS:
+        raise ValueError(f"unknown method {method!r}: choose one of {', '.join(available_methods())}")
+    module, func = METHODS[key].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def available_methods() -> list[str]:
+    """Method names usable here (optional back ends only when importable)."""
+    return list(METHODS)
+
+
+def reconstruct(series: TiltSeries, method: str = "tv", **params: Any) -> Iterator[Snapshot]:
+    """Run ``method`` on ``series`` and yield :class:`Snapshot` objects.
+
+    Parameters are those of the method's function (``iterations``,
+    ``snapshot_every``, ``device``, ``tv_weight``...); an unknown parameter
+    raises ``TypeError`` naming it.
+    """
+    func = method_function(method)
+    return func(series, **params)
+
+
+def run_to_end(gen: Iterator[Snapshot]) -> Snapshot:
+    """Exhaust a reconstruction generator and return its last snapshot."""
+    last = None
+    for last in gen:
+        pass
+    if last is None:
+        raise RuntimeError("the reconstruction yielded no snapshot")
+    return last
+
+
+__all__ = ["METHODS", "Snapshot", "available_methods", "reconstruct", "register_method", "run_to_end"]

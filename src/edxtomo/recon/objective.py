@@ -1,0 +1,100 @@
+"""Normalised loss terms shared by TV and the deep-image-prior methods.
+
+The published DIP-TV code adds a *sum* of TV over voxels to a *mean* squared
+projection error, so its weight had to be 1e-10 on one dataset and 1e-11 on
+another. Here every term is made dimensionless instead:
+
+* projections of element ``e`` are divided by ``sigma_e``, the 99th percentile
+  of its (lightly smoothed) maps, so a residual is a fraction of the peak
+  signal whatever the dose or the element's abundance;
+* volumes are expressed in units ``rho_e = sigma_e / nz`` (the density that
+  would give the peak signal through the full depth), so an edge between
+  empty space and material is a jump of order one;
+* the data term is a mean over measurements and the TV term a mean over
+  voxels, so neither grows with the number of tilts or the volume size.
+
+The objective is then ``sum_e [ 0.5·mean(((A x_e − b_e)/sigma_e)²) ] +
+tv_weight · mean_voxels |∇(x/rho)|``: ``tv_weight`` is dimensionless and one
+default serves all data sets (see docs/algorithms.md for the measurements).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+
+def element_scales(projections: np.ndarray) -> np.ndarray:
+    """Per-element signal scale ``sigma_e`` of ``(E, n_angles, ny, nx)`` maps."""
+    out = np.empty(projections.shape[0], dtype=np.float64)
+    for i, stack in enumerate(projections):
+        smooth = ndimage.uniform_filter(stack.astype(np.float64), size=(1, 3, 3), mode="nearest")
+        q = float(np.quantile(smooth, 0.99))
+        out[i] = q if q > 0 else max(float(smooth.max()), 1e-12)
+    return out
+
+
+def gradient(vol: torch.Tensor) -> torch.Tensor:
+    """Forward differences with Neumann boundaries: ``(..., nz, ny, nx)`` → ``(3, ..., nz, ny, nx)``."""
+    gz = torch.zeros_like(vol)
+    gy = torch.zeros_like(vol)
+    gx = torch.zeros_like(vol)
+    gz[..., :-1, :, :] = vol[..., 1:, :, :] - vol[..., :-1, :, :]
+    gy[..., :, :-1, :] = vol[..., :, 1:, :] - vol[..., :, :-1, :]
+    gx[..., :, :, :-1] = vol[..., :, :, 1:] - vol[..., :, :, :-1]
+    return torch.stack((gz, gy, gx))
+
+
+def divergence(p: torch.Tensor) -> torch.Tensor:
+    """Negative adjoint of :func:`gradient`."""
+    pz, py, px = p[0], p[1], p[2]
+    out = torch.zeros_like(pz)
+    out[..., :-1, :, :] += pz[..., :-1, :, :]
+    out[..., 1:, :, :] -= pz[..., :-1, :, :]
+    out[..., :, :-1, :] += py[..., :, :-1, :]
+    out[..., :, 1:, :] -= py[..., :, :-1, :]
+    out[..., :, :, :-1] += px[..., :, :, :-1]
+    out[..., :, :, 1:] -= px[..., :, :, :-1]
+    return out
+
+
+def tv_norm(vol: torch.Tensor, joint: bool = False, eps: float = 0.0) -> torch.Tensor:
+    """Mean isotropic TV of normalised volumes ``(E, nz, ny, nx)``.
+
+    Returns per-element values ``(E,)``; with ``joint`` the gradient magnitude
+    couples all elements (vectorial TV) and the result is a 1-element tensor.
+    ``eps`` smooths the magnitude at zero so autograd stays finite.
+    """
+    sq = gradient(vol).pow(2).sum(0)
+    n_vox = vol[0].numel()
+    if joint:
+        return (torch.sqrt(sq.sum(0) + eps).sum() / n_vox).reshape(1)
+    return torch.sqrt(sq + eps).flatten(1).sum(1) / n_vox
+
+
+def data_misfit(pred: torch.Tensor, meas: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-element ``0.5·mean((pred − meas)²)`` of normalised projections ``(E, na, ny, nd)``."""
+    r = (pred - meas) ** 2
+    if mask is None:
+        return 0.5 * r.flatten(1).mean(1)
+    w = mask.to(r.dtype)
+    return 0.5 * (r * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1)
+
+
+def poisson_nll(pred: torch.Tensor, meas: torch.Tensor, scale: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-element Poisson deviance of normalised projections, scaled like :func:`data_misfit`.
+
+    ``scale`` ``(E, 1, 1, 1)`` holds ``sigma_e``: counts are ``meas·sigma``. The
+    deviance is divided by ``sigma`` so that for high counts it tends to the
+    least-squares term with a per-pixel variance weighting.
+    """
+    lam = (pred * scale).clamp_min(1e-6)
+    k = meas * scale
+    dev = lam - k + torch.where(k > 0, k * torch.log(k.clamp_min(1e-12) / lam), torch.zeros_like(k))
+    dev = dev / scale
+    if mask is None:
+        return dev.flatten(1).mean(1)
+    w = mask.to(dev.dtype)
+    return (dev * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1)

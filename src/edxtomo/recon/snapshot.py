@@ -1,0 +1,50 @@
+"""What every reconstruction generator yields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Snapshot:
+    """The state of a running reconstruction.
+
+    Attributes
+    ----------
+    iteration
+        Iterations done so far (1-based; ``total`` at the end).
+    total
+        Iterations planned (a run may stop earlier, see ``stopped``).
+    volumes
+        ``{element: (nz, ny, nx) float32}``, independent numpy copies in the
+        units of the input maps (counts per voxel along the beam).
+    losses
+        Current loss terms, e.g. ``{"data": ..., "tv": ..., "heldout": ...}``.
+    elapsed_s
+        Wall time since the run started.
+    method
+        Algorithm name (``"sirt"``, ``"tv"``, ``"dip-tv"``, ``"dipm-tv"``, ...).
+    final
+        True for the last snapshot of a run.
+    stopped
+        Why the run ended early (``"early stopping"``...), empty otherwise.
+    info
+        Extra per-method facts (best held-out iteration, device, ...).
+    """
+
+    iteration: int
+    total: int
+    volumes: dict[str, np.ndarray]
+    losses: dict[str, float]
+    elapsed_s: float
+    method: str = ""
+    final: bool = False
+    stopped: str = ""
+    info: dict = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float:
+        """Progress in [0, 1]."""
+        return min(1.0, self.iteration / max(1, self.total))
