@@ -21,6 +21,8 @@ METHODS: dict[str, str] = {
     "sirt": "edxtomo.recon.sirt:sirt",
     "tv": "edxtomo.recon.tv:tv",
     "tv-joint": "edxtomo.recon.tv:tv_joint",
+    "dip-tv": "edxtomo.recon.dip:dip_tv",
+    "dipm-tv": "edxtomo.recon.dip:dipm_tv",
 }
 
 
