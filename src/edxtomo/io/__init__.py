@@ -1,0 +1,25 @@
+"""Reading tilt series and writing results.
+
+:func:`read_series` accepts what a user has: a folder of element-map stacks
+(``<Element>.tif`` + ``angles.txt``), or spectrum images (see
+:mod:`edxtomo.io.spectra`).
+"""
+
+from __future__ import annotations
+
+from .angles import InputError, read_angles, write_angles
+from .maps import is_map_folder, read_map_folder, write_map_folder
+from .volumes import SIDECAR_NAME, read_volume, write_volume, write_volumes
+
+__all__ = [
+    "SIDECAR_NAME",
+    "InputError",
+    "is_map_folder",
+    "read_angles",
+    "read_map_folder",
+    "read_volume",
+    "write_angles",
+    "write_map_folder",
+    "write_volume",
+    "write_volumes",
+]
