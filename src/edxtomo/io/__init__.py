@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .angles import InputError, read_angles, write_angles
 from .maps import is_map_folder, read_map_folder, write_map_folder
+from .series import read_series
 from .volumes import SIDECAR_NAME, read_volume, write_volume, write_volumes
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "is_map_folder",
     "read_angles",
     "read_map_folder",
+    "read_series",
     "read_volume",
     "write_angles",
     "write_map_folder",

@@ -13,9 +13,22 @@ another. Here every term is made dimensionless instead:
 * the data term is a mean over measurements and the TV term a mean over
   voxels, so neither grows with the number of tilts or the volume size.
 
-The objective is then ``sum_e [ 0.5·mean(((A x_e − b_e)/sigma_e)²) ] +
-tv_weight · mean_voxels |∇(x/rho)|``: ``tv_weight`` is dimensionless and one
-default serves all data sets (see docs/algorithms.md for the measurements).
+The best TV weight still depends on how noisy the data are and on how fine
+the grid is (a mean over voxels shrinks the TV of a fixed object as ``1/n``).
+Each element's TV term is therefore multiplied by
+
+    tv_scale_e = (nu_e / NU_REF) · (n / N_REF)
+
+where ``nu_e`` is the noise variance of the normalised maps (Poisson:
+``mean(b_e)/sigma_e²``; otherwise estimated from pixel-to-neighbour
+differences), ``n`` the cube root of the voxel count, and the references are
+those of the 64³ core–shell phantom at 5 counts per pixel. The objective is
+
+    sum_e [ 0.5·mean(((A x_e/nz − b_e/sigma_e))²) + tv_weight · tv_scale_e · mean |∇x_e| ]
+
+with ``x`` in units of ``rho_e``: ``tv_weight`` is dimensionless and its best
+value moves little with dose, volume size, element abundance or tilt count
+(measurements in docs/algorithms.md).
 """
 
 from __future__ import annotations
@@ -33,6 +46,38 @@ def element_scales(projections: np.ndarray) -> np.ndarray:
         q = float(np.quantile(smooth, 0.99))
         out[i] = q if q > 0 else max(float(smooth.max()), 1e-12)
     return out
+
+
+NU_REF = 0.015
+N_REF = 64
+
+
+def noise_variance(projections: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Per-element noise variance of the normalised maps ``projections / sigma``.
+
+    Integer-valued maps are taken as Poisson counts (variance = mean); other
+    maps (background-subtracted, rescaled) get an estimate from the residual
+    of each pixel against the mean of its four neighbours.
+    """
+    out = np.empty(projections.shape[0], dtype=np.float64)
+    for i, stack in enumerate(projections):
+        b = stack.astype(np.float64)
+        if np.allclose(b, np.round(b)):
+            var = b.mean()
+        else:
+            neigh = 0.25 * (b[:, :-2, 1:-1] + b[:, 2:, 1:-1] + b[:, 1:-1, :-2] + b[:, 1:-1, 2:])
+            # For white noise, var(b − mean of 4 neighbours) = 1.25·var(b).
+            var = float(np.mean((b[:, 1:-1, 1:-1] - neigh) ** 2)) / 1.25
+        out[i] = var / sigma[i] ** 2
+    return out
+
+
+def tv_scales(projections: np.ndarray, sigma: np.ndarray, n_voxels: int) -> np.ndarray:
+    """Per-element factor on the TV term (see the module docstring)."""
+    nu = noise_variance(projections, sigma)
+    # Noiseless (simulated) data would switch TV off entirely; keep a floor.
+    nu = np.maximum(nu, 0.01 * NU_REF)
+    return nu / NU_REF * (n_voxels ** (1 / 3) / N_REF)
 
 
 def gradient(vol: torch.Tensor) -> torch.Tensor:

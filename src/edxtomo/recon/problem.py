@@ -11,7 +11,7 @@ import torch
 from ..devices import resolve_device
 from ..projector import ParallelProjector
 from ..tiltseries import TiltSeries
-from .objective import element_scales
+from .objective import element_scales, tv_scales
 from .snapshot import Snapshot
 
 
@@ -29,6 +29,7 @@ class Problem:
     meas: torch.Tensor
     sigma: np.ndarray
     nz: int
+    tv_scale: np.ndarray
     device: torch.device
     dtype: torch.dtype
     started: float = field(default_factory=time.perf_counter)
@@ -50,7 +51,13 @@ class Problem:
         sigma = element_scales(data)
         meas = torch.from_numpy((data / sigma[:, None, None, None]).astype(np.float32))
         proj = ParallelProjector(series.angles, nz, nx, device=dev, dtype=dtype)
-        return cls(series, proj, meas.to(dev, dtype), sigma, nz, dev, dtype)
+        scale = tv_scales(data, sigma, nz * data.shape[2] * nx)
+        return cls(series, proj, meas.to(dev, dtype), sigma, nz, scale, dev, dtype)
+
+    def tv_weights(self, tv_weight: float) -> torch.Tensor:
+        """Effective per-element TV weights ``(E, 1, 1, 1)``: ``tv_weight · tv_scale``."""
+        w = torch.as_tensor(float(tv_weight) * self.tv_scale, dtype=self.dtype, device=self.device)
+        return w.reshape(-1, 1, 1, 1)
 
     @property
     def elements(self) -> list[str]:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import torch
 
 from ..tiltseries import TiltSeries
+from .objective import data_misfit
 from .problem import Problem, check_common, should_snapshot
 from .snapshot import Snapshot
 
@@ -44,6 +45,6 @@ def sirt(
             if nonnegative:
                 x.clamp_(min=0)
             if should_snapshot(it, iterations, snapshot_every):
-                data = 0.5 * float((resid / prob.nz).pow(2).mean())
+                data = float(data_misfit(prob.forward(x), prob.meas).sum())
                 yield prob.snapshot(x, it, iterations, {"data": data}, "sirt",
                                     final=it == iterations)

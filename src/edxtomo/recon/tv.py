@@ -25,7 +25,7 @@ from .objective import divergence, gradient
 from .problem import Problem, check_common, should_snapshot
 from .snapshot import Snapshot
 
-DEFAULT_TV_WEIGHT = 0.03
+DEFAULT_TV_WEIGHT = 0.05
 GRADIENT_BLOCK_SCALE = 0.02
 
 
@@ -61,8 +61,10 @@ def tv(
     shape = (n_elem, *prob.volume_shape)
     n_meas = prob.meas[0].numel()
     n_vox = prob.volume_shape[0] * prob.volume_shape[1] * prob.volume_shape[2]
-    # Objective multiplied by n_meas: 0.5·||Kx − b||² + mu·||∇x||_{2,1}.
-    mu = float(tv_weight) * n_meas / n_vox
+    # Objective multiplied by n_meas: 0.5·||Kx − b||² + mu_e·||∇x_e||_{2,1}.
+    mu = prob.tv_weights(tv_weight).reshape(1, n_elem, 1, 1, 1) * (n_meas / n_vox)
+    if joint:
+        mu = mu.mean()
 
     rows = prob.projector.row_sums() / prob.nz
     cols = prob.projector.col_sums() / prob.nz
@@ -84,7 +86,7 @@ def tv(
             fwd = prob.forward(x_bar)
             p_data = (p_data + sigma_data * (fwd - prob.meas)) / (1.0 + sigma_data)
             p_grad += (sigma_grad * gamma) * gradient(x_bar)
-            if mu > 0:
+            if tv_weight > 0:
                 mag = (p_grad.pow(2).sum(dim=(0, 1), keepdim=True) if joint
                        else p_grad.pow(2).sum(dim=0, keepdim=True)).sqrt()
                 p_grad /= torch.clamp(mag / radius, min=1.0)
@@ -104,7 +106,8 @@ def objective(prob: Problem, x: torch.Tensor, tv_weight: float, joint: bool) -> 
     from .objective import data_misfit, tv_norm
 
     data = float(data_misfit(prob.forward(x), prob.meas).sum())
-    tvv = float(tv_norm(x, joint=joint).sum())
+    scale = torch.as_tensor(prob.tv_scale, dtype=x.dtype, device=x.device)
+    tvv = float((tv_norm(x, joint=joint) * (scale.mean() if joint else scale)).sum())
     return {"data": data, "tv": tvv, "total": data + tv_weight * tvv}
 
 

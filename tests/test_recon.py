@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+
+from edxtomo.devices import DeviceError, resolve_device
+from edxtomo.metrics import compare
+from edxtomo.recon import available_methods, reconstruct, run_to_end
+
+
+def test_sirt_and_tv_follow_the_streaming_protocol(small_series):
+    for method in ("sirt", "tv", "tv-joint"):
+        snaps = list(reconstruct(small_series, method, iterations=20, snapshot_every=5))
+        assert [s.iteration for s in snaps] == [5, 10, 15, 20]
+        assert snaps[-1].final and not any(s.final for s in snaps[:-1])
+        assert all(s.total == 20 for s in snaps)
+        vols = snaps[-1].volumes
+        assert list(vols) == small_series.elements
+        assert all(v.shape == (24, 24, 24) and v.dtype == np.float32 for v in vols.values())
+        assert all(v.min() >= 0 for v in vols.values())
+        assert "data" in snaps[-1].losses
+        # Snapshots are independent copies.
+        assert not np.shares_memory(snaps[0].volumes["In"], snaps[-1].volumes["In"])
+
+
+def test_data_misfit_decreases(small_series):
+    for method in ("sirt", "tv"):
+        losses = [s.losses["data"] for s in reconstruct(small_series, method, iterations=60,
+                                                         snapshot_every=20)]
+        assert losses[-1] < losses[0]
+
+
+def test_tv_objective_decreases_monotonically_after_start(small_series):
+    totals = [s.losses["total"] for s in reconstruct(small_series, "tv", iterations=200,
+                                                     snapshot_every=40)]
+    assert all(b <= a * 1.001 for a, b in zip(totals, totals[1:], strict=False))
+
+
+def test_tv_beats_sirt_on_phantom(small_phantom, small_series):
+    sirt = run_to_end(reconstruct(small_series, "sirt", iterations=100, snapshot_every=100))
+    tv = run_to_end(reconstruct(small_series, "tv", iterations=300, snapshot_every=300))
+    p_sirt = compare(sirt.volumes, small_phantom.volumes)["mean"]
+    p_tv = compare(tv.volumes, small_phantom.volumes)["mean"]
+    assert p_tv["psnr"] > p_sirt["psnr"] + 0.5
+    assert p_tv["ssim"] > p_sirt["ssim"]
+
+
+def test_joint_tv_couples_elements(small_series):
+    sep = run_to_end(reconstruct(small_series, "tv", iterations=50, snapshot_every=50))
+    joint = run_to_end(reconstruct(small_series, "tv-joint", iterations=50, snapshot_every=50))
+    assert not np.allclose(sep.volumes["Se"], joint.volumes["Se"])
+
+
+def test_volumes_are_in_count_units(small_series):
+    """Re-projecting the reconstruction gives the measured counts back."""
+    import torch
+
+    from edxtomo.projector import ParallelProjector
+
+    snap = run_to_end(reconstruct(small_series, "sirt", iterations=200, snapshot_every=200,
+                                   nonnegative=False))
+    proj = ParallelProjector(small_series.angles, 24, 24)
+    for el in small_series.elements:
+        reproj = proj.forward(torch.from_numpy(snap.volumes[el])[None])[0].numpy()
+        assert reproj.sum() == pytest.approx(small_series.maps[el].sum(), rel=0.03)
+
+
+def test_closing_generator_stops_and_last_snapshot_stands(small_series):
+    gen = reconstruct(small_series, "tv", iterations=1000, snapshot_every=10)
+    first = next(gen)
+    second = next(gen)
+    gen.close()
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert second.iteration == 20 and first.iteration == 10
+    assert second.volumes["In"].any()
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "message"),
+    [
+        ("tv", {"tv_weight": -1}, "tv_weight must be >= 0"),
+        ("sirt", {"iterations": 0}, "iterations must be >= 1"),
+        ("tv", {"snapshot_every": 0}, "snapshot_every must be >= 1"),
+        ("nope", {}, "unknown method 'nope'"),
+    ],
+)
+def test_bad_parameters_give_clear_errors(small_series, method, params, message):
+    with pytest.raises(ValueError, match=message):
+        run_to_end(reconstruct(small_series, method, **params))
+
+
+def test_unknown_parameter_is_named(small_series):
+    with pytest.raises(TypeError, match="lr"):
+        run_to_end(reconstruct(small_series, "sirt", lr=0.1))
+
+
+def test_devices():
+    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(DeviceError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_methods_listed():
+    assert {"sirt", "tv", "tv-joint"} <= set(available_methods())
