@@ -1,0 +1,112 @@
+"""The ``edxtomo`` command as a user runs it (a real subprocess where it matters)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from edxtomo.cli import main
+from edxtomo.io import read_volume
+from edxtomo.metrics import compare
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    assert main(["simulate", str(out), "--size", "24", "--seed", "3"]) == 0
+    return out
+
+
+def _truth(folder):
+    return {p.stem: read_volume(p)[0] for p in (folder / "ground_truth").glob("*.tif")}
+
+
+def test_simulate_writes_maps_angles_and_truth(simulated):
+    names = sorted(p.name for p in simulated.iterdir())
+    assert {"In.tif", "Se.tif", "S.tif", "angles.txt", "series.json", "ground_truth"} <= set(names)
+    stack = tifffile.imread(simulated / "In.tif")
+    assert stack.shape == (17, 24, 24)
+    angles = np.loadtxt(simulated / "angles.txt")
+    np.testing.assert_allclose(angles, np.arange(-40, 41, 5))
+
+
+def test_console_script_tv_beats_sirt(simulated, tmp_path):
+    exe = [sys.executable, "-m", "edxtomo.cli"]
+    for method in ("tv", "sirt"):
+        res = subprocess.run(exe + ["reconstruct", str(simulated), "--method", method,
+                                    "--out", str(tmp_path / method)],
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        assert "wrote In, Se, S volumes" in res.stdout
+    truth = _truth(simulated)
+    scores = {m: compare({e: read_volume(tmp_path / m / f"{e}.tif")[0] for e in truth}, truth)["mean"]
+              for m in ("tv", "sirt")}
+    assert scores["tv"]["psnr"] > scores["sirt"]["psnr"]
+    vol, spacing = read_volume(tmp_path / "tv" / "In.tif")
+    assert vol.shape == (24, 24, 24) and vol.dtype == np.float32
+    assert spacing == pytest.approx(0.5)
+    side = json.loads((tmp_path / "tv" / "reconstruction.json").read_text())
+    assert side["method"] == "tv" and side["status"] == "finished"
+    assert side["params"]["iterations"] == side["iterations_done"] == 300
+    assert side["angles"] == list(np.arange(-40.0, 41, 5))
+    assert side["loss_history"][-1]["iteration"] == 300
+
+
+def test_config_sidecar_reproduces_run(simulated, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert main(["reconstruct", str(simulated), "--method", "tv", "--tv-weight", "0.1",
+                 "--iterations", "40", "--tilt-range", "-30", "30", "--elements", "In", "Se",
+                 "--out", str(first)]) == 0
+    assert main(["reconstruct", "--config", str(first / "reconstruction.json"), "--out", str(second)]) == 0
+    a = json.loads((first / "reconstruction.json").read_text())
+    b = json.loads((second / "reconstruction.json").read_text())
+    for key in ("method", "params", "angles", "elements", "tilt_range"):
+        assert a[key] == b[key], key
+    assert a["elements"] == ["In", "Se"] and min(a["angles"]) == -30
+    np.testing.assert_array_equal(read_volume(first / "Se.tif")[0], read_volume(second / "Se.tif")[0])
+    assert not (second / "S.tif").exists()
+
+
+def test_bad_input_exits_nonzero_naming_the_file(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    assert main(["reconstruct", str(missing), "--method", "tv", "--out", str(tmp_path / "o")]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+    bad = tmp_path / "maps"
+    bad.mkdir()
+    tifffile.imwrite(bad / "Ge.tif", np.ones((3, 4, 4), np.float32), photometric="minisblack")
+    (bad / "angles.txt").write_text("-10\n0\nten\n")
+    assert main(["reconstruct", str(bad), "--method", "tv", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "angles.txt, line 3" in err and "'ten'" in err
+
+    (bad / "angles.txt").write_text("-10\n0\n")
+    assert main(["reconstruct", str(bad), "--method", "sirt", "--out", str(tmp_path / "o")]) == 2
+    assert "3 maps but there are 2 tilt angles" in capsys.readouterr().err
+
+
+def test_option_not_taken_by_method_is_refused(simulated, tmp_path, capsys):
+    assert main(["reconstruct", str(simulated), "--method", "sirt", "--lr", "0.1",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "does not take lr" in capsys.readouterr().err
+
+
+def test_interrupted_run_keeps_latest_volumes(simulated, tmp_path):
+    from edxtomo.io import read_series
+    from edxtomo.runner import RunRecord, run
+
+    record = RunRecord(method="tv", params={"iterations": 500, "snapshot_every": 10},
+                       series=read_series(simulated))
+
+    def stop_at_30(snap):
+        if snap.iteration == 30:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(record, tmp_path / "partial", on_snapshot=stop_at_30)
+    side = json.loads((tmp_path / "partial" / "reconstruction.json").read_text())
+    assert side["status"] == "interrupted" and side["iterations_done"] == 30
+    assert read_volume(tmp_path / "partial" / "In.tif")[0].any()
