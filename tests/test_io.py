@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from edxtomo.io import InputError, read_angles, read_map_folder, read_volume, write_map_folder, write_volumes
+from edxtomo.io import (
+    InputError,
+    read_angles,
+    read_map_folder,
+    read_volume,
+    write_map_folder,
+    write_volumes,
+)
 from edxtomo.io.atomic import write_atomic
 from edxtomo.phantom import acquire, make_phantom, tilt_angles
 

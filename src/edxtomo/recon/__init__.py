@@ -59,8 +59,8 @@ def reconstruct(series: TiltSeries, method: str = "tv", **params: Any) -> Iterat
 def run_to_end(gen: Iterator[Snapshot]) -> Snapshot:
     """Exhaust a reconstruction generator and return its last snapshot."""
     last = None
-    for last in gen:
-        pass
+    for snap in gen:
+        last = snap
     if last is None:
         raise RuntimeError("the reconstruction yielded no snapshot")
     return last
