@@ -107,3 +107,13 @@ def test_devices():
 
 def test_methods_listed():
     assert {"sirt", "tv", "tv-joint"} <= set(available_methods())
+
+
+def test_tomopy_baseline_when_installed(small_phantom, small_series):
+    pytest.importorskip("tomopy", reason="tomopy is conda-only and optional")
+    assert "tomopy-sirt" in available_methods()
+    snap = run_to_end(reconstruct(small_series, "tomopy-sirt", iterations=50))
+    tv = run_to_end(reconstruct(small_series, "sirt", iterations=50, snapshot_every=50))
+    ours = compare(tv.volumes, small_phantom.volumes)["mean"]["psnr"]
+    theirs = compare(snap.volumes, small_phantom.volumes)["mean"]["psnr"]
+    assert abs(ours - theirs) < 3  # same algorithm family, oriented by re-projection

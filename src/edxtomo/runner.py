@@ -76,6 +76,11 @@ def accepted_params(method: str) -> set[str]:
         # Thin wrappers (tv_joint = tv with joint=True) forward **params.
         wrapped = getattr(func, "__wrapped__", None)
         base = {"tv-joint": "tv"}.get(method.strip().lower())
+        if method.startswith("tomopy-"):
+            from .recon.tomopy_baseline import tomopy_recon
+
+            names |= {"iterations", "snapshot_every", "device"}
+            wrapped = tomopy_recon
         if base:
             names |= accepted_params(base) - {"joint"}
         elif wrapped is not None:

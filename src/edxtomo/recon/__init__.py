@@ -26,6 +26,12 @@ METHODS: dict[str, str] = {
 }
 
 
+def _register_optional() -> None:
+    from .tomopy_baseline import register
+
+    register()
+
+
 def register_method(name: str, target: str) -> None:
     """Make ``reconstruct(method=name)`` call the generator at ``"module:function"``."""
     METHODS[name] = target
@@ -65,5 +71,7 @@ def run_to_end(gen: Iterator[Snapshot]) -> Snapshot:
         raise RuntimeError("the reconstruction yielded no snapshot")
     return last
 
+
+_register_optional()
 
 __all__ = ["METHODS", "Snapshot", "available_methods", "reconstruct", "register_method", "run_to_end"]
