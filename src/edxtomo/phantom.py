@@ -75,17 +75,19 @@ def memory_cell(size: int = 64, seed: int = 0) -> Phantom:
     """Phase-change memory cell lamella (elements Ge, Sb, Te, Ti)."""
     rng = np.random.default_rng(seed)
     z, y, x = _grid(size)
-    lamella = np.abs(z) < 0.55  # FIB lamella: thinner along the beam than wide
+    # FIB lamella: thinner along the beam than wide, and narrow enough in x that
+    # it stays inside the field of view at ±60° (no truncated projections).
+    lamella = (np.abs(z) < 0.4) & (np.abs(x) < 0.7)
     ge, sb, te, ti = (np.zeros((size,) * 3, np.float32) for _ in range(4))
     bottom = (y > 0.45) & (y < 0.8) & lamella
     top = (y < -0.45) & (y > -0.8) & lamella
     heater = (np.sqrt(z**2 + x**2) < 0.16) & (y >= 0.1) & (y <= 0.45)
     ti[bottom | top | heater] = 1.0
-    gst = (y > -0.45) & (y < 0.1) & (np.abs(x) < 0.85) & lamella
+    gst = (y > -0.45) & (y < 0.1) & (np.abs(x) < 0.6) & lamella
     ge[gst], sb[gst], te[gst] = 0.25, 0.25, 0.55
     # Ge-rich grains segregated above the heater, depleted in Sb.
     for _ in range(5):
-        c = (rng.uniform(-0.3, 0.3), rng.uniform(-0.3, 0.0), rng.uniform(-0.45, 0.45))
+        c = (rng.uniform(-0.2, 0.2), rng.uniform(-0.3, 0.0), rng.uniform(-0.4, 0.4))
         r = rng.uniform(0.1, 0.17)
         g = gst & (((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) < r**2)
         ge[g], sb[g], te[g] = 0.9, 0.05, 0.3
