@@ -1,0 +1,135 @@
+"""Streaming snapshots into napari layers: latest wins, redraws throttled.
+
+A reconstruction may yield faster than the canvas can redraw a 3D volume.
+The worker's ``yielded`` signal only *parks* the newest snapshot
+(:class:`LatestWins`); a timer on the main thread applies whatever is
+parked at most every ``interval_ms`` (:class:`ThrottledStreamer`), so
+snapshots that arrive in between are dropped instead of queueing up and
+freezing the event loop.  :class:`VolumeStreamer` does the layer updates and
+touches only napari's model, no Qt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QObject, QTimer
+
+from ..recon.snapshot import Snapshot
+from .layers import META_KEY, colormap_for, volume_layer_name
+
+#: Head-room when the contrast must widen, so it does not widen at every snapshot.
+CONTRAST_HEADROOM = 1.25
+
+
+class LatestWins:
+    """A one-slot mailbox: ``put`` overwrites, ``take`` empties."""
+
+    def __init__(self) -> None:
+        self._item: Any = None
+        self.dropped = 0
+
+    def put(self, item: Any) -> None:
+        if self._item is not None:
+            self.dropped += 1
+        self._item = item
+
+    def take(self) -> Any:
+        item, self._item = self._item, None
+        return item
+
+
+class VolumeStreamer:
+    """Creates and updates one 3D image layer per element for one run.
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer.
+    method
+        Method name; layers are called ``"Ge [DIPm-TV]"``.
+    elements
+        Element order (decides the colours, same as the tilt-series layers).
+    pixel_size
+        Voxel size in nm (layer scale).
+    run_info
+        Stored in each layer's metadata so the export widget finds the run.
+    """
+
+    def __init__(self, viewer: Any, method: str, elements: Sequence[str], pixel_size: float,
+                 run_info: dict[str, Any]) -> None:
+        self.viewer = viewer
+        self.method = method
+        self.elements = list(elements)
+        self.pixel_size = float(pixel_size)
+        self.run_info = run_info
+        self.applied = 0
+        self._switched_3d = False
+
+    def layer_for(self, element: str, volume: np.ndarray) -> Any:
+        name = volume_layer_name(element, self.method)
+        meta = {"kind": "volume", "element": element, "method": self.method,
+                "pixel_size_nm": self.pixel_size, **self.run_info}
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.metadata[META_KEY] = meta
+            layer.data = volume
+            return layer
+        hi = float(volume.max()) or 1.0
+        idx = self.elements.index(element) if element in self.elements else len(self.elements)
+        ps = self.pixel_size
+        return self.viewer.add_image(
+            volume, name=name, colormap=colormap_for(idx), blending="additive",
+            rendering="mip", scale=(ps, ps, ps), contrast_limits=(0.0, hi),
+            metadata={META_KEY: meta},
+        )
+
+    @staticmethod
+    def widen_contrast(layer: Any, volume: np.ndarray) -> None:
+        """Widen (never narrow) the contrast so a brightening volume does not flicker."""
+        lo, hi = layer.contrast_limits
+        vmax = float(volume.max())
+        if vmax > hi:
+            layer.contrast_limits = (lo, vmax * CONTRAST_HEADROOM)
+
+    def apply(self, snap: Snapshot) -> None:
+        """Show ``snap``'s volumes (main thread only)."""
+        for element, volume in snap.volumes.items():
+            layer = self.layer_for(element, volume)
+            self.widen_contrast(layer, volume)
+        if not self._switched_3d:
+            self.viewer.dims.ndisplay = 3
+            self._switched_3d = True
+        self.applied += 1
+
+
+class ThrottledStreamer(QObject):
+    """Applies the newest parked snapshot on a timer tick (main thread)."""
+
+    def __init__(self, apply: Callable[[Snapshot], None], interval_ms: int = 150,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._apply = apply
+        self.mailbox = LatestWins()
+        self._timer = QTimer(self)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self.flush)
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def submit(self, snap: Snapshot) -> None:
+        self.mailbox.put(snap)
+
+    def flush(self) -> None:
+        """Apply the parked snapshot now, if any."""
+        snap = self.mailbox.take()
+        if snap is not None:
+            self._apply(snap)
+
+    def stop(self) -> None:
+        """Stop the timer and apply what is still parked, so the last volumes are shown."""
+        self._timer.stop()
+        self.flush()

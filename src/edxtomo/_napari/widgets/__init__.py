@@ -1,0 +1,1 @@
+"""Dock widgets: load, reconstruct, export."""

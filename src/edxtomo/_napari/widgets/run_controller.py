@@ -1,0 +1,137 @@
+"""One reconstruction run in the GUI: worker thread, streaming, progress, errors.
+
+The widget asks :class:`RunController` to start a run and listens to its
+signals; the controller owns the thread and never lets a failure lose the
+volumes already shown.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Signal
+
+from ...recon import reconstruct
+from ...recon.snapshot import Snapshot
+from ...runner import RunRecord
+from ..layers import method_label
+from ..streaming import ThrottledStreamer, VolumeStreamer
+
+
+def stoppable(gen: Iterator[Snapshot], stop: threading.Event) -> Iterator[Snapshot]:
+    """Yield from ``gen`` until ``stop`` is set, then close it on the worker thread.
+
+    Checking the flag here (rather than ``worker.quit()``, which abandons the
+    generator mid-way) lets ``gen.close()`` run its own clean-up, e.g. freeing
+    GPU memory, in the thread that used it.
+    """
+    try:
+        for snap in gen:
+            yield snap
+            if stop.is_set():
+                return
+    finally:
+        gen.close()
+
+
+class RunController(QObject):
+    """Runs one reconstruction at a time.
+
+    Signals
+    -------
+    updated(object)
+        A snapshot was shown (at most a few times per second).
+    finished(object)
+        The run ended (finished, stopped or failed); carries its :class:`RunRecord`.
+    """
+
+    updated = Signal(object)
+    finished = Signal(object)
+
+    def __init__(self, viewer: Any, interval_ms: int = 150, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.interval_ms = interval_ms
+        self.record: RunRecord | None = None
+        self.worker: GeneratorWorker | None = None
+        self._stop = threading.Event()
+        self._throttle: ThrottledStreamer | None = None
+        self._streamer: VolumeStreamer | None = None
+        self._pbar: progress | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def start(self, record: RunRecord) -> None:
+        """Start ``record``'s run on a worker thread (refused while one runs)."""
+        if self.running:
+            raise RuntimeError("a reconstruction is already running: stop it first")
+        self.record = record
+        self._stop = threading.Event()
+        series = record.series
+        self._streamer = VolumeStreamer(self.viewer, record.method, series.elements,
+                                        series.pixel_size, {"run": record})
+        self._throttle = ThrottledStreamer(self._show, self.interval_ms, parent=self)
+        label = method_label(record.method)
+        self._pbar = progress(total=int(record.params.get("iterations", 0)) or None,
+                              desc=f"{label} reconstruction")
+        gen = reconstruct(series, record.method, **record.params)
+        worker = create_worker(stoppable, gen, self._stop, _start_thread=False)
+        worker.yielded.connect(self._on_yielded)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._throttle.start()
+        worker.start()
+
+    def stop(self) -> None:
+        """Ask the run to end after its current snapshot; the volumes shown stay."""
+        if self.record is not None and self.running:
+            self.record.status = "stopped by user"
+            self._stop.set()
+
+    # ---------------------------------------------------------- main thread
+    def _on_yielded(self, snap: Snapshot) -> None:
+        # Cheap: record the losses and park the snapshot; drawing waits for the timer.
+        assert self.record is not None and self._throttle is not None
+        self.record.add(snap)
+        self._throttle.submit(snap)
+
+    def _show(self, snap: Snapshot) -> None:
+        assert self._streamer is not None
+        self._streamer.apply(snap)
+        if self._pbar is not None:
+            self._pbar.total = snap.total
+            self._pbar.update(snap.iteration - self._pbar.n)
+        self.updated.emit(snap)
+
+    def _on_error(self, exc: BaseException) -> None:
+        rec = self.record
+        if rec is None:
+            return
+        rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
+        kept = f"; kept the volumes of iteration {rec.last.iteration}" if rec.last else ""
+        show_error(f"{method_label(rec.method)} failed: {exc}{kept}")
+
+    def _on_finished(self) -> None:
+        rec = self.record
+        if self._throttle is not None:
+            self._throttle.stop()  # shows the last snapshot received
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.worker = None
+        if rec is not None:
+            if rec.status == "running":
+                stopped = rec.last.stopped if rec.last else ""
+                rec.status = f"finished ({stopped})" if stopped else "finished"
+            if rec.status != "failed" and rec.last is not None:
+                show_info(f"{method_label(rec.method)}: {rec.status} after "
+                          f"{rec.last.iteration} iterations, {rec.last.elapsed_s:.1f} s")
+        self.finished.emit(rec)
