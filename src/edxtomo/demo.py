@@ -62,7 +62,7 @@ def run_demo(out: Path, headless: bool, size: int = 32, iterations: int | None =
         print(f"napari is not available ({exc}); running headless", file=sys.stderr)
         return run_headless(Path(out), size=size, iterations=iterations)
     viewer = napari.Viewer(title="edxtomo demo")
-    viewer.open_sample("edxtomo", "phantom_tilt_series")
+    viewer.open_sample("edxtomo", "phantom")
     for widget in ("Load EDX tilt series", "Reconstruct", "Export"):
         try:
             viewer.window.add_plugin_dock_widget("edxtomo", widget)
