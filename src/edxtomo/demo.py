@@ -61,12 +61,17 @@ def run_demo(out: Path, headless: bool, size: int = 32, iterations: int | None =
     except ImportError as exc:  # pragma: no cover - napari is a dependency
         print(f"napari is not available ({exc}); running headless", file=sys.stderr)
         return run_headless(Path(out), size=size, iterations=iterations)
-    viewer = napari.Viewer(title="edxtomo demo")
+    open_demo_viewer(napari.Viewer(title="edxtomo demo"))
+    napari.run()
+    return 0
+
+
+def open_demo_viewer(viewer):
+    """Load the phantom sample into ``viewer`` and dock the plugin's widgets."""
     viewer.open_sample("edxtomo", "phantom")
     for widget in ("Load EDX tilt series", "Reconstruct", "Export"):
         try:
             viewer.window.add_plugin_dock_widget("edxtomo", widget)
         except (KeyError, ValueError) as exc:
             print(f"could not open the {widget!r} widget: {exc}", file=sys.stderr)
-    napari.run()
-    return 0
+    return viewer
