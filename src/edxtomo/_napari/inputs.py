@@ -50,7 +50,8 @@ def detect(paths: Sequence[str | Path]) -> Detected:
         folder = paths[0]
         angle_file = find_angle_file(folder)
         elements = sorted({p.stem for p in folder.iterdir() if p.suffix.lower() in (".tif", ".tiff")})
-        out = Detected(kind="element maps", lines=[e for e in elements if e[:1].isupper()])
+        # Lines stay empty ("all"): the folder's own element order is kept.
+        out = Detected(kind=f"element maps ({', '.join(elements)})")
         if angle_file is not None:
             out.angles = [float(a) for a in read_angles(angle_file)]
             out.angles_source = f"file {angle_file.name}"

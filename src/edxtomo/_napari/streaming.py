@@ -75,7 +75,13 @@ class VolumeStreamer:
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             layer.metadata[META_KEY] = meta
-            layer.data = volume
+            if layer.data.shape == volume.shape and layer.data.dtype == volume.dtype:
+                # Copy into the existing array: ``layer.data = ...`` would also
+                # recompute the viewer's dims, which costs more than the copy.
+                np.copyto(layer.data, volume)
+                layer.refresh()
+            else:
+                layer.data = volume
             return layer
         hi = float(volume.max()) or 1.0
         idx = self.elements.index(element) if element in self.elements else len(self.elements)

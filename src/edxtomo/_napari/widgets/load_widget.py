@@ -91,6 +91,8 @@ class LoadWidget(QWidget):
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         layout.addStretch(1)
+        for signal in (self.lines.editingFinished, self.bin.valueChanged, self.align.toggled):
+            signal.connect(self.settings_changed)
         self._progress = _Progress()
         self._progress.changed.connect(self._on_progress)
 
@@ -137,6 +139,10 @@ class LoadWidget(QWidget):
         return {"lines": parse_lines(self.lines.text()), "bin": self.bin.value(),
                 "align": self.align.isChecked(), "angles": angles_file}
 
+    def settings_changed(self, *_: Any) -> None:
+        settings.save(SECTION, {"paths": self.paths.text(), "lines": self.lines.text(),
+                                "bin": self.bin.value(), "align": self.align.isChecked()})
+
     # -------------------------------------------------------------- extract
     def extract(self) -> Any:
         """Read on a worker thread; adds one layer per element when done."""
@@ -149,8 +155,7 @@ class LoadWidget(QWidget):
         except ValueError as exc:
             show_error(f"Cannot extract: {exc}")
             return None
-        settings.save(SECTION, {"paths": self.paths.text(), "lines": self.lines.text(),
-                                "bin": self.bin.value(), "align": self.align.isChecked()})
+        self.settings_changed()
         emit = self._progress.changed.emit
 
         def job():
@@ -159,7 +164,8 @@ class LoadWidget(QWidget):
                                  progress=lambda d, t, m: emit(int(d), int(t), str(m)))
             return series_to_layer_data(series, inputs=inputs, read_options=opts), series
 
-        self.worker = create_worker(job, _start_thread=False)
+        # Errors go to our own handler (a notification), not re-raised in the event loop.
+        self.worker = create_worker(job, _start_thread=False, _ignore_errors=True)
         self.worker.returned.connect(self._on_done)
         self.worker.errored.connect(lambda exc: show_error(f"Extraction failed: {exc}"))
         self.worker.finished.connect(self._on_finished)

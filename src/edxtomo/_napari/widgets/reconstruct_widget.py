@@ -98,7 +98,9 @@ class ReconstructWidget(QWidget):
         self.form: ParamsForm | None = None
         saved_method = self._saved.get("method")
         idx = self.method_box.findData(saved_method) if saved_method else -1
-        self.method_box.setCurrentIndex(max(idx, self.method_box.findData("tv"), 0))
+        if idx < 0:
+            idx = max(self.method_box.findData("tv"), 0)
+        self.method_box.setCurrentIndex(idx)
         self.method_box.currentIndexChanged.connect(self._on_method_changed)
         self._on_method_changed()
 

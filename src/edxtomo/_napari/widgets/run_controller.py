@@ -82,7 +82,7 @@ class RunController(QObject):
         self._pbar = progress(total=int(record.params.get("iterations", 0)) or None,
                               desc=f"{label} reconstruction")
         gen = reconstruct(series, record.method, **record.params)
-        worker = create_worker(stoppable, gen, self._stop, _start_thread=False)
+        worker = create_worker(stoppable, gen, self._stop, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(self._on_yielded)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
