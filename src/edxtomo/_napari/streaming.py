@@ -18,7 +18,7 @@ import numpy as np
 from qtpy.QtCore import QObject, QTimer
 
 from ..recon.snapshot import Snapshot
-from .layers import META_KEY, colormap_for, volume_layer_name
+from .layers import META_KEY, colormap_for, layer_meta, volume_layer_name
 
 #: Head-room when the contrast must widen, so it does not widen at every snapshot.
 CONTRAST_HEADROOM = 1.25
@@ -100,14 +100,22 @@ class VolumeStreamer:
         if vmax > hi:
             layer.contrast_limits = (lo, vmax * CONTRAST_HEADROOM)
 
+    def _switch_to_3d(self) -> None:
+        # A (tilt, y, x) stack rendered as a volume would hide the reconstruction.
+        for layer in self.viewer.layers:
+            if layer_meta(layer).get("kind") == "tiltseries":
+                layer.visible = False
+        self.viewer.dims.ndisplay = 3
+        self.viewer.reset_view()
+        self._switched_3d = True
+
     def apply(self, snap: Snapshot) -> None:
         """Show ``snap``'s volumes (main thread only)."""
         for element, volume in snap.volumes.items():
             layer = self.layer_for(element, volume)
             self.widen_contrast(layer, volume)
         if not self._switched_3d:
-            self.viewer.dims.ndisplay = 3
-            self._switched_3d = True
+            self._switch_to_3d()
         self.applied += 1
 
 

@@ -1,0 +1,67 @@
+"""Regenerate the user-guide screenshots (run under a display, e.g. ``xvfb-run -a``).
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/images/make_screenshots.py
+
+Uses DIPm-TV when :mod:`edxtomo.recon.dip` imports, else TV.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import napari
+from qtpy.QtWidgets import QApplication
+
+from edxtomo._napari.widgets.export_widget import ExportWidget
+from edxtomo._napari.widgets.load_widget import LoadWidget
+from edxtomo._napari.widgets.reconstruct_widget import ReconstructWidget, usable_methods
+
+HERE = Path(__file__).resolve().parent
+
+
+def wait(seconds: float) -> None:
+    app = QApplication.instance()
+    end = time.time() + seconds
+    while time.time() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def main() -> int:
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    load = LoadWidget(viewer)
+    viewer.window.add_dock_widget(load, name="Load EDX tilt series", area="right")
+    viewer.open_sample("edxtomo", "phantom")
+    viewer.dims.set_point(0, 8)  # the 0-degree tilt
+    wait(1.0)
+    viewer.screenshot(str(HERE / "napari-tiltseries.png"), canvas_only=False)
+
+    rec = ReconstructWidget(viewer)
+    viewer.window.add_dock_widget(rec, name="Reconstruct", area="right", tabify=True)
+    method = "dipm-tv" if "dipm-tv" in usable_methods() else "tv"
+    rec.method_box.setCurrentIndex(rec.method_box.findData(method))
+    rec.form.set_values({"iterations": 300 if method == "tv" else 400, "snapshot_every": 10})
+    rec.start()
+    while rec.controller.record.last is None or rec.controller.record.last.iteration < 100:
+        wait(0.2)
+    viewer.camera.angles = (0, -30, 60)  # 3D: looking obliquely at the volume
+    wait(2.0)
+    viewer.screenshot(str(HERE / "napari-reconstruct.png"), canvas_only=False)
+    rec.stop()
+    while rec.controller.running:
+        wait(0.2)
+
+    export = ExportWidget(viewer)
+    viewer.window.add_dock_widget(export, name="Export", area="right", tabify=True)
+    export.folder.setText(str(Path.home() / "edxtomo-results" / method))
+    wait(1.0)
+    viewer.screenshot(str(HERE / "napari-export.png"), canvas_only=False)
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
