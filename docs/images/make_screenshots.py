@@ -56,7 +56,7 @@ def main() -> int:
 
     export = ExportWidget(viewer)
     viewer.window.add_dock_widget(export, name="Export", area="right", tabify=True)
-    export.folder.setText(str(Path.home() / "edxtomo-results" / method))
+    export.folder.setText(f"~/edxtomo-results/{method}")
     wait(1.0)
     viewer.screenshot(str(HERE / "napari-export.png"), canvas_only=False)
     viewer.close()

@@ -56,7 +56,7 @@ def test_reader_opens_map_folder(make_napari_viewer, map_folder):
     meta = layer_meta(layer)
     assert layer.data.shape == (9, 16, 16)
     assert meta["angles"] == [float(a) for a in range(-40, 41, 10)]
-    assert meta["line"] == "In_La" or meta["line"] == "" or meta["line"].startswith("In")
+    assert meta["element"] == "In"
     assert tuple(layer.scale[1:]) == (meta["pixel_size_nm"],) * 2
     assert meta["inputs"] == [str(map_folder)]
 

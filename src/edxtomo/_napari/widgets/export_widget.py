@@ -67,7 +67,7 @@ class ExportWidget(QWidget):
         self.layer_list.setMaximumHeight(120)
         layout.addWidget(self.layer_list)
         row = QHBoxLayout()
-        self.folder = QLineEdit(saved.get("folder", str(Path.home() / "edxtomo-results")))
+        self.folder = QLineEdit(saved.get("folder", "~/edxtomo-results"))
         browse = QPushButton("…")
         browse.setMaximumWidth(30)
         browse.clicked.connect(self._browse)
@@ -114,7 +114,7 @@ class ExportWidget(QWidget):
         try:
             if not folder:
                 raise ValueError("choose an output folder")
-            paths = export_layers(self.checked_layers(), folder)
+            paths = export_layers(self.checked_layers(), Path(folder).expanduser())
         except (ValueError, OSError) as exc:
             show_error(f"Export failed: {exc}")
             return []
