@@ -160,6 +160,10 @@ class ParallelProjector:
 
     def forward(self, volumes: torch.Tensor) -> torch.Tensor:
         """Project ``(E, nz, ny, nx)`` → ``(E, n_angles, ny, n_det)``."""
+        if volumes.ndim != 4:
+            raise ValueError(
+                f"expected volumes shaped (n_elements, nz, ny, nx), got shape {tuple(volumes.shape)}"
+            )
         e, nz, ny, nx = volumes.shape
         if (nz, nx) != (self.nz, self.nx):
             raise ValueError(
@@ -171,6 +175,11 @@ class ParallelProjector:
 
     def adjoint(self, projections: torch.Tensor) -> torch.Tensor:
         """Back-project ``(E, n_angles, ny, n_det)`` → ``(E, nz, ny, nx)`` (exact transpose)."""
+        if projections.ndim != 4:
+            raise ValueError(
+                "expected projections shaped (n_elements, n_angles, ny, n_det), "
+                f"got shape {tuple(projections.shape)}"
+            )
         e, na, ny, nd = projections.shape
         if (na, nd) != (self.n_angles, self.n_det):
             raise ValueError(
