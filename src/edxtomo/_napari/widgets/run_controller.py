@@ -106,10 +106,12 @@ class RunController(QObject):
     def _show(self, snap: Snapshot) -> None:
         assert self._streamer is not None
         self._streamer.apply(snap)
+        self.updated.emit(snap)
+        # Last: napari's progress bar calls processEvents(), which may run the
+        # worker's ``finished`` handler re-entrantly; nothing stale may follow it.
         if self._pbar is not None:
             self._pbar.total = snap.total
             self._pbar.update(snap.iteration - self._pbar.n)
-        self.updated.emit(snap)
 
     def _on_error(self, exc: BaseException) -> None:
         rec = self.record
