@@ -31,6 +31,7 @@ def _extract(qtbot, viewer, inputs, **options) -> LoadWidget:
     load = LoadWidget(viewer)
     viewer.window.add_dock_widget(load)
     load.set_inputs([str(p) for p in inputs])
+    qtbot.waitUntil(lambda: load.detect_worker is None, timeout=60_000)
     for name, value in options.items():
         getattr(load, name).setText(value) if isinstance(value, str) else \
             getattr(load, name).setValue(value)
@@ -127,7 +128,7 @@ def test_settings_persist(make_napari_viewer, small_tilt_layers, add_layers):
     load2.deleteLater()
 
 
-def _bcf_series() -> list[Path]:
+def _bcf_folder() -> Path:
     folder = SHARED_DATA / "openncem_idp_tilt10"
     if not folder.is_dir():
         pytest.skip(f"real .bcf tilt series not found at {folder}")
@@ -135,14 +136,15 @@ def _bcf_series() -> list[Path]:
         import edxtomo.io.spectra  # noqa: F401
     except ImportError:
         pytest.skip("read_series does not read spectrum images yet (no edxtomo.io.spectra)")
-    return sorted(folder.glob("*.bcf"))
+    return folder
 
 
 @pytest.mark.realdata
 def test_extract_real_bcf_series(make_napari_viewer, qtbot):
-    files = _bcf_series()
+    folder = _bcf_folder()
     viewer = make_napari_viewer()
-    _extract(qtbot, viewer, files, lines="Fe_Ka, Si_Ka", bin=4)
+    load = _extract(qtbot, viewer, [folder], lines="Fe_Ka, Si_Ka", bin=4)
+    assert "name" in load.angles_source.text().lower()  # the angle is only in the file names
     assert {"Fe [tilts]", "Si [tilts]"} <= {lyr.name for lyr in viewer.layers}
     meta = layer_meta(viewer.layers["Fe [tilts]"])
     assert sorted(meta["angles"]) == [-40, -30, -20, -10, 0, 10, 20, 30]

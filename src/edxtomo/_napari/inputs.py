@@ -56,15 +56,24 @@ def detect(paths: Sequence[str | Path]) -> Detected:
             out.angles = [float(a) for a in read_angles(angle_file)]
             out.angles_source = f"file {angle_file.name}"
         return out
-    helper = _optional("edxtomo.io.spectra", "detect_series")
-    if helper is not None:
-        found = helper(paths)
-        return Detected(angles=[float(a) for a in found.get("angles", [])],
-                        angles_source=str(found.get("angles_source", "")),
-                        lines=list(found.get("lines", [])), kind="spectrum images",
-                        note=str(found.get("note", "")))
-    return Detected(kind="spectrum images",
-                    note="angles and lines are read from the files at extraction")
+    return _detect_spectra(paths)
+
+
+def _detect_spectra(paths: list[Path]) -> Detected:
+    detect_angles = _optional("edxtomo.io.spectra", "detect_angles")
+    describe = _optional("edxtomo.io.spectrum_files", "describe_spectrum_image")
+    expand = _optional("edxtomo.io.spectrum_files", "expand_inputs")
+    if detect_angles is None or describe is None or expand is None:
+        return Detected(kind="spectrum images",
+                        note="angles and lines are read from the files at extraction")
+    files = expand(paths)
+    angles, source = detect_angles(paths)
+    desc = describe(files[0])
+    ny, nx = desc["map_shape"]
+    return Detected(angles=[float(a) for a in angles], angles_source=str(source),
+                    lines=list(desc["proposed_lines"]),
+                    kind=f"{len(files)} spectrum image(s) of {ny}×{nx} px, "
+                         f"{desc['pixel_size_nm']:.3g} nm/px")
 
 
 def parse_angles(text: str) -> list[float]:

@@ -15,6 +15,8 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEd
 from ..devices import available_devices, describe_devices
 from ..runner import default_params
 
+ADVANCED = "_advanced"
+
 #: Shown first, in this order; the rest follow in signature order.
 PREFERRED_ORDER = ("tv_weight", "iterations", "lr", "snapshot_every", "device", "seed")
 
@@ -81,11 +83,25 @@ class ParamsForm(Container):
                 except (ValueError, TypeError):
                     pass  # a stale saved value must not break the form
             self.append(widget)
+        self._advanced = [w for w in self if w.name not in PREFERRED_ORDER]
+        if self._advanced:
+            # Long signatures (DIP) would bury the everyday inputs; fold the rest away.
+            toggle = CheckBox(name=ADVANCED, label="", text="advanced parameters", value=False)
+            toggle.changed.connect(self._show_advanced)
+            self.insert(len(self) - len(self._advanced), toggle)
+            self._show_advanced(False)
+
+    def _show_advanced(self, show: bool) -> None:
+        for w in self._advanced:
+            w.visible = show
+
+    def _inputs(self) -> list[Widget]:
+        return [w for w in self if w.name != ADVANCED]
 
     def values(self) -> dict[str, Any]:
-        return {w.name: w.value for w in self}
+        return {w.name: w.value for w in self._inputs()}
 
     def set_values(self, values: dict[str, Any]) -> None:
-        for w in self:
+        for w in self._inputs():
             if w.name in values:
                 w.value = values[w.name]

@@ -48,6 +48,7 @@ class LoadWidget(QWidget):
         self.viewer = napari_viewer
         self.detected = Detected()
         self.worker: Any = None
+        self.detect_worker: Any = None
         saved = settings.load(SECTION)
         layout = QVBoxLayout(self)
         row = QHBoxLayout()
@@ -117,18 +118,24 @@ class LoadWidget(QWidget):
             self.set_inputs([folder])
 
     def inspect(self) -> None:
-        """Show what the inputs hold (angles and their source, lines)."""
-        try:
-            self.detected = detect(self.input_paths())
-        except (ValueError, OSError) as exc:
-            self.angles_source.setText(str(exc))
-            return
-        d = self.detected
+        """Detect angles (with their source) and lines on a worker thread."""
+        paths = self.input_paths()
+        self.detected = Detected()
+        self.angles_source.setText("reading the file headers…")
+        worker = create_worker(detect, paths, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(self._show_detected)
+        worker.errored.connect(lambda exc: self.angles_source.setText(str(exc)))
+        worker.finished.connect(lambda: setattr(self, "detect_worker", None))
+        self.detect_worker = worker
+        worker.start()
+
+    def _show_detected(self, d: Detected) -> None:
+        self.detected = d
         self.angles.setText(", ".join(f"{a:g}" for a in d.angles))
         self.angles_source.setText(d.angles_source + (f" ({d.note})" if d.note else ""))
         if d.lines and not self.lines.text().strip():
             self.lines.setText(", ".join(d.lines))
-        self.status.setText(f"{d.kind}: {len(self.input_paths())} input(s)")
+        self.status.setText(d.kind)
 
     def read_options(self) -> dict[str, Any]:
         """``read_series`` options, in the sidecar's names (``--config`` reuses them)."""
