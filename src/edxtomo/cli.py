@@ -12,6 +12,8 @@ from typing import Any
 from . import __version__
 
 EXIT_INPUT = 2
+READ_OPTIONS = ("lines", "bin", "align", "angles", "angle_start", "angle_step", "background",
+                "normalise", "axes")
 EXIT_INTERRUPTED = 130
 
 
@@ -20,6 +22,14 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bin", type=int, default=None, metavar="B", help="count-preserving binning (1, 2, 4, 8)")
     p.add_argument("--align", action="store_true", default=None, help="align the tilt series first")
     p.add_argument("--angles", metavar="FILE", help="tilt angles in degrees, one per line")
+    p.add_argument("--angle-start", type=float, metavar="DEG",
+                   help="first tilt angle, with --angle-step, when files carry no angles")
+    p.add_argument("--angle-step", type=float, metavar="DEG", help="tilt step in degrees")
+    p.add_argument("--background", action="store_true", default=None,
+                   help="subtract exspy's background windows from each line")
+    p.add_argument("--normalise", choices=("total", "live_time"), default=None,
+                   help="per-tilt normalisation of the maps (detector shadowing)")
+    p.add_argument("--axes", help="axis order of .mat/.tif stacks, e.g. YXC (default inferred)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,15 +104,19 @@ def _read(inputs: list[str], opts: dict[str, Any]):
     def progress(done: int, total: int, message: str) -> None:
         print(f"  [{done}/{total}] {message}", file=sys.stderr)
 
+    extra = {k: opts[k] for k in ("angle_start", "angle_step", "normalise", "axes")
+             if opts.get(k) is not None}
+    if opts.get("background"):
+        extra["background"] = True
     return read_series(inputs, angles_file=opts.get("angles"), lines=opts.get("lines"),
-                       bin_factor=opts.get("bin") or 1, align=bool(opts.get("align")), progress=progress)
+                       bin_factor=opts.get("bin") or 1, align=bool(opts.get("align")),
+                       progress=progress, **extra)
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from .io import write_map_folder
 
-    opts = {"lines": args.lines, "bin": args.bin, "align": args.align, "angles": args.angles}
-    series = _read(args.inputs, opts)
+    series = _read(args.inputs, {k: getattr(args, k) for k in READ_OPTIONS})
     write_map_folder(series, args.out)
     print(f"wrote {series} to {args.out}")
     return 0
@@ -128,7 +142,7 @@ def _merge_config(args: argparse.Namespace) -> tuple[list[str], str, dict, dict,
         if value is not None:
             params[name] = value
     ropts = dict(cfg.get("read_options", {}))
-    for name in ("lines", "bin", "align", "angles"):
+    for name in READ_OPTIONS:
         value = getattr(args, name)
         if value is not None:
             ropts[name] = value
