@@ -1,0 +1,195 @@
+"""The 3D U-Net used as a deep image prior, and its fixed noise input.
+
+Architecture (Ulyanov et al.'s "skip" network in 3D, as used for DIP-TV in
+electron tomography): each encoder level is a stride-2 3×3×3 convolution,
+BatchNorm, LeakyReLU, a 3×3×3 convolution, BatchNorm, LeakyReLU. Each decoder
+level upsamples trilinearly, concatenates a narrow 1×1×1 skip branch taken
+from the encoder at that resolution, and applies two convolutions. All
+convolutions pad by reflection so the volume border is not pulled to zero.
+
+The output head is non-negative. A squared LeakyReLU (``lrelu2``) measured
+better than softplus: softplus can only approach zero, so empty space kept a
+faint floor; the square reaches exact zero at a finite input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+HEADS = ("lrelu2", "relu2", "softplus")
+
+
+def _conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Module:
+    return nn.Conv3d(cin, cout, k, stride=stride, padding=k // 2,
+                     padding_mode="reflect" if k > 1 else "zeros", bias=True)
+
+
+def _block(cin: int, cout: int, k: int = 3, stride: int = 1) -> list[nn.Module]:
+    return [_conv(cin, cout, k, stride), nn.BatchNorm3d(cout), nn.LeakyReLU(0.2, inplace=True)]
+
+
+class UNet3D(nn.Module):
+    """Encoder–decoder with 1×1×1 skip branches and a non-negative head.
+
+    Parameters
+    ----------
+    in_channels
+        Channels of the noise input.
+    out_channels
+        One per element the network represents.
+    widths
+        Channels of each encoder/decoder level (its length is the depth).
+    skip_widths
+        Channels of the skip branch at each level; 0 disables that skip.
+    head
+        ``"lrelu2"`` (squared LeakyReLU), ``"relu2"`` or ``"softplus"``.
+    """
+
+    def __init__(self, in_channels: int = 32, out_channels: int = 1,
+                 widths: Sequence[int] = (16, 32, 64, 128),
+                 skip_widths: Sequence[int] | None = None, head: str = "lrelu2") -> None:
+        super().__init__()
+        widths = [int(w) for w in widths]
+        if not widths or min(widths) < 1:
+            raise ValueError(f"widths must be a non-empty list of positive ints, got {widths}")
+        if skip_widths is None:
+            skip_widths = [max(1, w // 4) for w in widths]
+        skip_widths = [int(s) for s in skip_widths]
+        if len(skip_widths) != len(widths) or min(skip_widths) < 0:
+            raise ValueError(f"skip_widths {skip_widths} must match widths {widths} in length, >= 0")
+        if head not in HEADS:
+            raise ValueError(f"unknown output head {head!r}: choose one of {', '.join(HEADS)}")
+        self.head = head
+        self.levels = len(widths)
+        self.down = nn.ModuleList()
+        self.skip = nn.ModuleList()
+        self.up = nn.ModuleList()
+        cin = in_channels
+        for w, s in zip(widths, skip_widths, strict=True):
+            # The skip branch sees this level's input, at its full resolution.
+            self.skip.append(nn.Sequential(*_block(cin, s, k=1)) if s else nn.Identity())
+            self.down.append(nn.Sequential(*_block(cin, w, stride=2), *_block(w, w)))
+            cin = w
+        for i in reversed(range(self.levels)):
+            deeper = widths[i + 1] if i + 1 < self.levels else widths[-1]
+            cat = deeper + skip_widths[i]
+            self.up.append(nn.Sequential(nn.BatchNorm3d(cat), *_block(cat, widths[i]),
+                                         *_block(widths[i], widths[i], k=1)))
+        self.out = nn.Conv3d(widths[0], out_channels, 1)
+        # Per-channel output gain, set once by calibrate_gain(); not trained.
+        self.register_buffer("gain", torch.ones(1, out_channels, 1, 1, 1))
+
+    @property
+    def multiple(self) -> int:
+        """Input sizes must be multiples of this (see :func:`padded_shape`)."""
+        return 2**self.levels
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        skips = []
+        h = z
+        for skip, down in zip(self.skip, self.down, strict=True):
+            skips.append(skip(h) if not isinstance(skip, nn.Identity) else None)
+            h = down(h)
+        for up, s in zip(self.up, reversed(skips), strict=True):
+            h = F.interpolate(h, scale_factor=2, mode="trilinear", align_corners=False)
+            h = up(torch.cat((h, s), 1) if s is not None else h)
+        return self.activate(self.out(h)) * self.gain
+
+    def activate(self, h: torch.Tensor) -> torch.Tensor:
+        if self.head == "lrelu2":
+            return F.leaky_relu(h, 0.01).square()
+        if self.head == "relu2":
+            return F.relu(h).square()
+        return F.softplus(h)
+
+
+def padded_shape(shape: Sequence[int], multiple: int) -> tuple[int, ...]:
+    """Smallest shape ``>= shape`` divisible by ``multiple`` and at least ``2·multiple``.
+
+    The deepest level then has at least 2 voxels per axis, which reflect
+    padding needs.
+    """
+    return tuple(max(-(-int(n) // multiple), 2) * multiple for n in shape)
+
+
+def crop_centre(vol: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """The central ``shape`` block of the last three axes of ``vol``."""
+    sl = [slice(None)] * (vol.ndim - 3)
+    for have, want in zip(vol.shape[-3:], shape, strict=True):
+        start = (have - want) // 2
+        sl.append(slice(start, start + want))
+    return vol[tuple(sl)]
+
+
+class NoiseInput:
+    """The fixed random input of a deep image prior, jittered every call.
+
+    Parameters
+    ----------
+    channels, shape
+        Input channels and (padded) spatial shape.
+    scale
+        The fixed input is uniform noise in ``[0, scale)``.
+    jitter
+        Standard deviation of the fresh Gaussian noise added at every call;
+        it keeps the network from locking onto one input and regularises.
+    generator
+        Source of randomness on ``device`` (seeded by the caller for reproducibility).
+    """
+
+    def __init__(self, channels: int, shape: Sequence[int], scale: float, jitter: float,
+                 generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> None:
+        self.jitter = float(jitter)
+        self.generator = generator
+        self.device = device
+        self.base = torch.rand((1, channels, *shape), generator=generator, dtype=dtype,
+                               device=device) * scale
+
+    def __call__(self) -> torch.Tensor:
+        if self.jitter <= 0:
+            return self.base
+        noise = torch.randn(self.base.shape, generator=self.generator, dtype=self.base.dtype,
+                            device=self.device)
+        return self.base + self.jitter * noise
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class PerElement(nn.Module):
+    """One independent :class:`UNet3D` per element (DIP-TV), outputs stacked as channels."""
+
+    def __init__(self, n_elements: int, **kwargs) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(UNet3D(out_channels=1, **kwargs) for _ in range(n_elements))
+
+    @property
+    def multiple(self) -> int:
+        return self.nets[0].multiple
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([net(z) for net in self.nets], 1)
+
+
+@torch.no_grad()
+def calibrate_gain(net: UNet3D | PerElement, z: torch.Tensor, target_mean: torch.Tensor) -> None:
+    """Scale each output channel so the untrained network's mean is ``target_mean``.
+
+    An untrained network outputs values of order 0.1 whatever the data; at a
+    learning rate of 5e-4 it then spends hundreds of steps only growing its
+    output to the data's level. Starting at the right level skips that, and a
+    per-element gain also keeps an element with a small signal from being
+    stepped on by one with a large signal.
+    """
+    nets = [net] if isinstance(net, UNet3D) else list(net.nets)
+    out = net(z)
+    mean = out.flatten(2).mean(2).reshape(-1).clamp_min(1e-8)
+    target = target_mean.reshape(-1).to(mean)
+    for i, sub in enumerate(nets):
+        k = sub.gain.numel()
+        sub.gain.mul_((target[i * k:(i + 1) * k] / mean[i * k:(i + 1) * k]).reshape(sub.gain.shape))

@@ -1,0 +1,161 @@
+"""DIP-TV and DIPm-TV with real torch on tiny phantoms (small nets, tens of iterations)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edxtomo.devices import DeviceError
+from edxtomo.phantom import acquire, make_phantom, tilt_angles
+from edxtomo.recon import reconstruct, run_to_end
+from edxtomo.recon.dip import dip_tv, dipm_tv
+from edxtomo.recon.nets import UNet3D, crop_centre, padded_shape
+from edxtomo.recon.stopping import BestIterate, split_tilts
+
+SMALL = {"widths": (8, 16), "skip_widths": (2, 4), "input_channels": 8, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    phantom = make_phantom("core_shell", 16, seed=3)
+    return phantom, acquire(phantom, tilt_angles(-40, 40, 10), dose=20.0, seed=3)
+
+
+def test_unet_handles_sizes_not_divisible_by_its_depth():
+    net = UNet3D(in_channels=4, out_channels=2, widths=(4, 8, 8), skip_widths=(1, 2, 0))
+    shape = padded_shape((9, 13, 5), net.multiple)
+    assert shape == (16, 16, 16)
+    out = crop_centre(net(torch.rand(1, 4, *shape)), (9, 13, 5))
+    assert out.shape == (1, 2, 9, 13, 5)
+    assert out.min() >= 0
+
+
+def test_output_head_reaches_exact_zero():
+    net = UNet3D(in_channels=2, out_channels=1, widths=(4,), head="relu2")
+    assert float(net.activate(torch.tensor([-1.0, 0.0, 2.0]))[0]) == 0.0
+    with pytest.raises(ValueError, match="unknown output head"):
+        UNet3D(head="exp")
+
+
+def test_data_fidelity_decreases_and_protocol(tiny):
+    _, series = tiny
+    snaps = list(dipm_tv(series, iterations=40, snapshot_every=10, heldout=0, lr=1e-2,
+                         ema=0.5, **SMALL))
+    assert [s.iteration for s in snaps] == [10, 20, 30, 40]
+    assert snaps[-1].final and not any(s.final for s in snaps[:-1])
+    assert snaps[-1].losses["data"] < 0.95 * snaps[0].losses["data"]
+    vols = snaps[-1].volumes
+    assert list(vols) == series.elements
+    assert all(v.shape == (16, 16, 16) and v.dtype == np.float32 and v.min() >= 0 for v in vols.values())
+    assert not np.shares_memory(snaps[0].volumes["In"], snaps[-1].volumes["In"])
+    assert snaps[-1].method == "dipm-tv" and snaps[-1].info["device"] == "cpu"
+
+
+def test_seed_makes_cpu_runs_identical(tiny):
+    _, series = tiny
+    a = run_to_end(dipm_tv(series, iterations=8, snapshot_every=8, seed=5, **SMALL))
+    b = run_to_end(dipm_tv(series, iterations=8, snapshot_every=8, seed=5, **SMALL))
+    c = run_to_end(dipm_tv(series, iterations=8, snapshot_every=8, seed=6, **SMALL))
+    for e in series.elements:
+        np.testing.assert_array_equal(a.volumes[e], b.volumes[e])
+    assert not np.array_equal(a.volumes["In"], c.volumes["In"])
+
+
+def test_split_tilts_keeps_the_extremes():
+    train, held = split_tilts(17, 4)
+    assert list(held) == [4, 8, 12]
+    assert 0 in train and 16 in train and len(train) + len(held) == 17
+    assert split_tilts(9, 0)[1].size == 0
+    with pytest.raises(ValueError, match="heldout"):
+        split_tilts(9, 1)
+
+
+def test_best_iterate_bookkeeping():
+    best = BestIterate(patience=20)
+    for it, err in [(10, 3.0), (20, 2.0), (30, 2.5), (40, 2.6)]:
+        best.update(it, err, torch.full((1,), float(it)))
+    assert best.best_iteration == 20 and float(best.best_volume[0]) == 20.0
+    assert best.should_stop(40) and not best.should_stop(39)
+    assert not BestIterate(patience=None).should_stop(10**6)
+
+
+def test_final_snapshot_carries_the_best_heldout_iterate(tiny):
+    _, series = tiny
+    # A large learning rate without TV overfits quickly, so the held-out error turns.
+    snaps = list(dipm_tv(series, iterations=60, snapshot_every=5, heldout=3, eval_every=5,
+                         patience=None, tv_weight=0.0, lr=1e-2, ema=0.0, **SMALL))
+    final = snaps[-1]
+    assert final.info["heldout_angles"] and "heldout" in final.losses
+    assert all("heldout" in s.losses for s in snaps)
+    errors = {s.iteration: s.losses["heldout"] for s in snaps[:-1]}
+    best_it = final.info["best_iteration"]
+    # Every evaluation coincides with a snapshot here, so the best one is visible.
+    assert final.losses["heldout"] <= min(errors.values()) * (1 + 1e-3)
+    assert final.losses["heldout"] < max(errors.values())
+    if best_it in errors:
+        best_snap = next(s for s in snaps if s.iteration == best_it)
+        np.testing.assert_allclose(final.volumes["In"], best_snap.volumes["In"], rtol=1e-5, atol=1e-6)
+
+
+def test_patience_stops_early_with_a_reason(tiny):
+    _, series = tiny
+    snaps = list(dipm_tv(series, iterations=400, snapshot_every=10, heldout=3, eval_every=2,
+                         patience=6, tv_weight=0.0, lr=1e-2, ema=0.0, **SMALL))
+    final = snaps[-1]
+    assert final.final and final.iteration < 400
+    assert "early stopping" in final.stopped
+    assert final.iteration - final.info["best_iteration"] >= 6
+
+
+def test_closing_generator_mid_run_keeps_the_last_snapshot(tiny):
+    _, series = tiny
+    gen = reconstruct(series, "dip-tv", iterations=1000, snapshot_every=3, **SMALL)
+    first, second = next(gen), next(gen)
+    gen.close()
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert (first.iteration, second.iteration) == (3, 6) and not second.final
+    assert all(np.isfinite(v).all() and v.any() for v in second.volumes.values())
+
+
+def test_reconstruct_dispatches_both_methods(tiny):
+    _, series = tiny
+    for method in ("dipm-tv", "dip-tv"):
+        snap = run_to_end(reconstruct(series, method=method, iterations=4, snapshot_every=2, **SMALL))
+        assert snap.method == method and snap.final and snap.iteration == 4
+
+
+def test_warm_start_and_poisson_loss_run(tiny):
+    _, series = tiny
+    snap = run_to_end(dipm_tv(series, iterations=6, snapshot_every=6, warm_start="sirt",
+                              warm_iterations=3, loss="poisson", joint_tv=True, **SMALL))
+    assert snap.info["warm_start"] == "sirt" and np.isfinite(snap.losses["total"])
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"tv_weight": -0.1}, "tv_weight must be >= 0"),
+        ({"iterations": 0}, "iterations must be >= 1"),
+        ({"lr": 0}, "lr"),
+        ({"device": "tpu"}, "unknown device"),
+        ({"loss": "l1"}, "unknown loss"),
+        ({"warm_start": "fbp"}, "unknown warm_start"),
+        ({"ema": 1.0}, "ema"),
+        ({"heldout": 1}, "heldout"),
+    ],
+)
+def test_bad_parameters_raise_clear_errors(tiny, params, message):
+    _, series = tiny
+    with pytest.raises(ValueError, match=message):
+        next(dip_tv(series, **{**SMALL, **params}))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_without_gpu_raises_and_auto_falls_back(tiny):
+    _, series = tiny
+    with pytest.raises(DeviceError, match="CUDA"):
+        next(dipm_tv(series, **{**SMALL, "device": "cuda"}))
+    snap = next(dipm_tv(series, iterations=2, snapshot_every=2, **{**SMALL, "device": "auto"}))
+    assert snap.info["device"] == "cpu"
