@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument("--headless", action="store_true", help="never open napari")
     p.add_argument("--size", type=int, default=32)
-    p.add_argument("--iterations", type=int, default=None)
+    p.add_argument("--iterations", type=int, default=None, help="DIPm-TV iterations")
     return parser
 
 

@@ -9,7 +9,7 @@ from .io import write_volumes
 from .metrics import compare
 from .phantom import acquire, make_phantom, tilt_angles
 from .recon import METHODS
-from .runner import RunRecord, run
+from .runner import RunRecord, clean_params, run
 
 DEMO_DOSE = 5.0
 
@@ -22,8 +22,6 @@ def _methods(iterations: int | None) -> list[tuple[str, dict]]:
         plan.append(("dipm-tv", {} if iterations is None else {"iterations": iterations}))
     except ImportError:
         pass
-    if iterations is not None:
-        plan = [(m, {**p, "iterations": iterations}) for m, p in plan]
     return [(m, p) for m, p in plan if m in METHODS]
 
 
@@ -38,7 +36,8 @@ def run_headless(out: Path, size: int = 32, iterations: int | None = None) -> in
     rows = {"truth": phantom.volumes}
     table = []
     for method, params in _methods(iterations):
-        record = RunRecord(method=method, params=params, series=series, inputs=["phantom:core_shell"])
+        record = RunRecord(method=method, params=clean_params(method, params), series=series,
+                           inputs=["phantom:core_shell"])
         run(record, out / method)
         last = record.last
         scores = compare(last.volumes, phantom.volumes)["mean"]
