@@ -159,3 +159,13 @@ def test_cuda_without_gpu_raises_and_auto_falls_back(tiny):
         next(dipm_tv(series, **{**SMALL, "device": "cuda"}))
     snap = next(dipm_tv(series, iterations=2, snapshot_every=2, **{**SMALL, "device": "auto"}))
     assert snap.info["device"] == "cpu"
+
+
+def test_auto_loss_is_poisson_for_counts_and_least_squares_otherwise(tiny):
+    from edxtomo.tiltseries import TiltSeries
+
+    _, series = tiny
+    scaled = TiltSeries({e: m * 0.37 for e, m in series.maps.items()}, series.angles)
+    counts = next(dipm_tv(series, iterations=1, **SMALL))
+    other = next(dipm_tv(scaled, iterations=1, **SMALL))
+    assert counts.info["loss"] == "poisson" and other.info["loss"] == "ls"

@@ -30,8 +30,8 @@ from .problem import Problem, check_common, should_snapshot
 from .snapshot import Snapshot
 from .stopping import BestIterate, split_tilts
 
-DEFAULT_TV_WEIGHT = 0.15
-LOSSES = ("ls", "poisson")
+DEFAULT_TV_WEIGHT = 0.05
+LOSSES = ("auto", "ls", "poisson")
 WARM_STARTS = ("none", "tv", "sirt")
 
 
@@ -39,23 +39,23 @@ def dipm_tv(
     series: TiltSeries,
     tv_weight: float = DEFAULT_TV_WEIGHT,
     iterations: int = 2000,
-    lr: float = 5e-4,
+    lr: float = 2e-3,
     snapshot_every: int = 50,
     device: str = "auto",
     seed: int = 0,
     nz: int | None = None,
     widths: Sequence[int] = (16, 32, 64, 128),
     skip_widths: Sequence[int] = (4, 8, 16, 32),
-    loss: str = "ls",
+    loss: str = "auto",
     ema: float = 0.99,
     heldout: int = 4,
-    patience: int | None = 500,
+    patience: int | None = 300,
     eval_every: int = 10,
     warm_start: str = "none",
     warm_iterations: int = 100,
     joint_tv: bool = False,
     input_channels: int = 32,
-    input_jitter: float = 0.05,
+    input_jitter: float = 0.01,
     head: str = "lrelu2",
     weight_decay: float = 0.0,
     clip_grad: float = 1.0,
@@ -81,7 +81,8 @@ def dipm_tv(
     widths, skip_widths
         Channels per U-Net level and of its 1×1×1 skip branches.
     loss
-        ``"ls"`` (least squares) or ``"poisson"`` (Poisson deviance of the counts).
+        ``"poisson"`` (Poisson deviance of the counts), ``"ls"`` (least squares)
+        or ``"auto"``: Poisson when every map holds whole counts, else least squares.
     ema
         Decay of the moving average of the output that is returned (0: none).
     heldout
@@ -118,23 +119,23 @@ def dip_tv(
     series: TiltSeries,
     tv_weight: float = DEFAULT_TV_WEIGHT,
     iterations: int = 2000,
-    lr: float = 5e-4,
+    lr: float = 2e-3,
     snapshot_every: int = 50,
     device: str = "auto",
     seed: int = 0,
     nz: int | None = None,
     widths: Sequence[int] = (16, 32, 64, 128),
     skip_widths: Sequence[int] = (4, 8, 16, 32),
-    loss: str = "ls",
+    loss: str = "auto",
     ema: float = 0.99,
     heldout: int = 4,
-    patience: int | None = 500,
+    patience: int | None = 300,
     eval_every: int = 10,
     warm_start: str = "none",
     warm_iterations: int = 100,
     joint_tv: bool = False,
     input_channels: int = 32,
-    input_jitter: float = 0.05,
+    input_jitter: float = 0.01,
     head: str = "lrelu2",
     weight_decay: float = 0.0,
     clip_grad: float = 1.0,
@@ -168,6 +169,13 @@ def _validate(p: dict) -> None:
         raise ValueError(f"unknown device {p['device']!r}: choose one of {', '.join(DEVICES)}")
 
 
+def _resolve_loss(loss: str, series: TiltSeries) -> str:
+    if loss != "auto":
+        return loss
+    counts = all(np.array_equal(m, np.round(m)) for m in series.maps.values())
+    return "poisson" if counts else "ls"
+
+
 def _warm_target(series: TiltSeries, train: np.ndarray, prob: Problem, how: str) -> torch.Tensor:
     """Normalised TV or SIRT volume of the training tilts (held-out ones stay unseen)."""
     from . import run_to_end
@@ -185,6 +193,7 @@ def _warm_target(series: TiltSeries, train: np.ndarray, prob: Problem, how: str)
 
 def _run(series: TiltSeries, method: str, **p) -> Iterator[Snapshot]:
     _validate(p)
+    p["loss"] = _resolve_loss(p["loss"], series)
     prob = Problem.build(series, nz=p["nz"], device=p["device"])
     dev, n_elem, iterations = prob.device, len(prob.elements), int(p["iterations"])
     train, held = split_tilts(series.n_angles, p["heldout"])
@@ -237,7 +246,7 @@ def _run(series: TiltSeries, method: str, **p) -> Iterator[Snapshot]:
     decay = float(p["ema"])
     ema_acc = torch.zeros((n_elem, *shape), device=dev, dtype=prob.dtype)
     info = {"heldout_angles": [float(a) for a in series.angles[held]], "tv_weight": p["tv_weight"],
-            "warm_start": p["warm_start"]}
+            "warm_start": p["warm_start"], "loss": p["loss"]}
     net.train()
     try:
         for it in range(1, iterations + 1):
