@@ -35,7 +35,7 @@ CASES = {
     "sparse": {"phantom": "core_shell", "tilts": (-60, 60, 10), "dose": 2.0,
                "label": "core_shell, ±60° step 10° (13 tilts), low dose 2 counts/px"},
 }
-TV_WEIGHTS = (0.015, 0.05, 0.15)
+TV_WEIGHTS = (0.02, 0.05, 0.1, 0.15, 0.3)
 
 
 def worker(spec: dict) -> dict:

@@ -169,3 +169,11 @@ def test_auto_loss_is_poisson_for_counts_and_least_squares_otherwise(tiny):
     counts = next(dipm_tv(series, iterations=1, **SMALL))
     other = next(dipm_tv(scaled, iterations=1, **SMALL))
     assert counts.info["loss"] == "poisson" and other.info["loss"] == "ls"
+
+
+def test_consumer_keeps_grad_mode_between_snapshots(tiny):
+    _, series = tiny
+    gen = dipm_tv(series, iterations=4, snapshot_every=2, **SMALL)
+    next(gen)
+    assert torch.is_grad_enabled()
+    gen.close()

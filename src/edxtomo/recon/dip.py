@@ -217,7 +217,8 @@ def _run(series: TiltSeries, method: str, **p) -> Iterator[Snapshot]:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     scale = torch.as_tensor(prob.tv_scale, dtype=prob.dtype, device=dev)
-    tv_w = float(p["tv_weight"]) * (scale.mean() if p["joint_tv"] else scale)
+    tv_unit = scale.mean() if p["joint_tv"] else scale
+    tv_w = float(p["tv_weight"]) * tv_unit
     sigma = torch.as_tensor(prob.sigma, dtype=prob.dtype, device=dev).reshape(-1, 1, 1, 1)
 
     def misfit(vol: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -232,8 +233,7 @@ def _run(series: TiltSeries, method: str, **p) -> Iterator[Snapshot]:
     def report(vol: torch.Tensor) -> dict[str, float]:
         # Same definitions as recon.tv.objective: total = data + tv_weight · tv.
         data = float(misfit(vol, train_t).sum())
-        tvv = float((tv_w / max(float(p["tv_weight"]), 1e-30) * tv_norm(vol, joint=p["joint_tv"])).sum()
-                    if p["tv_weight"] > 0 else (scale * tv_norm(vol)).sum())
+        tvv = float((tv_unit * tv_norm(vol, joint=p["joint_tv"])).sum())
         out = {"data": data, "tv": tvv, "total": data + float(p["tv_weight"]) * tvv}
         if held.size:
             out["heldout"] = float(misfit(vol, held_t).sum())
@@ -266,6 +266,7 @@ def _run(series: TiltSeries, method: str, **p) -> Iterator[Snapshot]:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), float(p["clip_grad"]))
             scaler.step(opt)
             scaler.update()
+            snap = None
             with torch.no_grad():
                 ema_acc.mul_(decay).add_(vol.detach(), alpha=1 - decay)
                 current = ema_acc / (1 - decay**it) if decay > 0 else ema_acc
@@ -276,15 +277,18 @@ def _run(series: TiltSeries, method: str, **p) -> Iterator[Snapshot]:
                 if stop or it == iterations:
                     break
                 if should_snapshot(it, iterations, int(p["snapshot_every"])):
-                    yield prob.snapshot(current, it, iterations, report(current), method,
-                                        best_iteration=best.best_iteration or it, **info)
+                    snap = prob.snapshot(current, it, iterations, report(current), method,
+                                         best_iteration=best.best_iteration or it, **info)
+            # Yield outside no_grad: a suspended generator would leave grad mode off for the caller.
+            if snap is not None:
+                yield snap
         with torch.no_grad():
             final = best.best_volume if best.best_volume is not None else current
             why = (f"early stopping: held-out error did not improve for {patience} iterations"
                    if stop else "")
-            yield prob.snapshot(final, it, iterations, report(final), method, final=True, stopped=why,
-                                best_iteration=best.best_iteration or it,
-                                iterations_done=it, **info)
+            snap = prob.snapshot(final, it, iterations, report(final), method, final=True, stopped=why,
+                                 best_iteration=best.best_iteration or it, iterations_done=it, **info)
+        yield snap
     finally:
         del net, opt, noise, ema_acc, best
         if dev.type == "cuda":
