@@ -98,17 +98,21 @@ def bench_case(case: str, args: argparse.Namespace, lines: list[str], images: di
     size = args.size
     results: dict[str, dict] = {}
     print(f"\n== {CASES[case]['label']}, {size}³", flush=True)
-    results["SIRT (100 it.)"] = run(case, size, "sirt", {"iterations": 100, "snapshot_every": 100})
+    tmp = Path(tempfile.mkdtemp())
+    images["SIRT"] = str(tmp / "sirt.npz")
+    results["SIRT (100 it.)"] = run(case, size, "sirt", {"iterations": 100, "snapshot_every": 100},
+                                    save=images["SIRT"])
     sweep = {w: run(case, size, "tv", {"tv_weight": w, "iterations": args.tv_iterations,
-                                        "snapshot_every": args.tv_iterations}) for w in TV_WEIGHTS}
+                                        "snapshot_every": args.tv_iterations}, save=str(tmp / f"tv{w}.npz"))
+             for w in TV_WEIGHTS}
     best_w = max(sweep, key=lambda w: sweep[w]["metrics"]["mean"]["psnr"])
     results[f"TV (best of {', '.join(map(str, TV_WEIGHTS))}: {best_w})"] = sweep[best_w]
+    images[f"TV {best_w}"] = str(tmp / f"tv{best_w}.npz")
     for name, r in results.items():
         print(f"{name:40s} {r['metrics']['mean']['psnr']:.2f} dB", flush=True)
     tv_psnr = sweep[best_w]["metrics"]["mean"]["psnr"]
     dip_common = {"iterations": args.dip_iterations, "snapshot_every": 25,
                   "patience": args.patience}
-    tmp = Path(tempfile.mkdtemp())
     variants = [("DIP-TV", "dip-tv", {}), ("DIPm-TV", "dipm-tv", {}),
                 ("DIPm-TV, warm start from TV", "dipm-tv", {"warm_start": "tv"}),
                 ("DIPm-TV, no held-out tilts", "dipm-tv", {"heldout": 0})]
