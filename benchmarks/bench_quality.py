@@ -98,7 +98,7 @@ def bench_case(case: str, args: argparse.Namespace, lines: list[str], images: di
     size = args.size
     results: dict[str, dict] = {}
     print(f"\n== {CASES[case]['label']}, {size}³", flush=True)
-    tmp = Path(tempfile.mkdtemp())
+    tmp = Path(tempfile.mkdtemp(dir=args.tmp))
     images["SIRT"] = str(tmp / "sirt.npz")
     results["SIRT (100 it.)"] = run(case, size, "sirt", {"iterations": 100, "snapshot_every": 100},
                                     save=images["SIRT"])
@@ -179,6 +179,8 @@ def main() -> None:
              "least-squares scale fit against the ground truth. CPU s/it is process CPU time per "
              "iteration (both cores count); peak RSS is the process's maximum resident memory.", ""]
     images: dict[str, str] = {}
+    scratch = tempfile.TemporaryDirectory()  # volumes for the figure, removed at exit
+    args.tmp = scratch.name
     all_results = {c: bench_case(c, args, lines, images if c == "dense" else {}) for c in args.cases}
     if args.memory_size:
         r = memory_probe(args.memory_size, args.memory_iterations)
