@@ -177,3 +177,15 @@ def test_consumer_keeps_grad_mode_between_snapshots(tiny):
     next(gen)
     assert torch.is_grad_enabled()
     gen.close()
+
+
+def test_dipm_tv_beats_sirt_on_a_tiny_phantom(tiny):
+    from edxtomo.metrics import compare
+
+    phantom, series = tiny
+    sirt = run_to_end(reconstruct(series, "sirt", iterations=100, snapshot_every=100))
+    dip = run_to_end(dipm_tv(series, iterations=200, snapshot_every=200, widths=(16, 32, 64),
+                             skip_widths=(4, 8, 16), input_channels=16, lr=4e-3, device="cpu"))
+    p_sirt = compare(sirt.volumes, phantom.volumes)["mean"]["psnr"]
+    p_dip = compare(dip.volumes, phantom.volumes)["mean"]["psnr"]
+    assert p_dip > p_sirt + 1.0
