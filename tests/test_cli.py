@@ -131,3 +131,13 @@ def test_extract_and_reconstruct_real_bcf_series(shared_data, tmp_path):
     assert json.loads((maps / "series.json").read_text())["pixel_size_nm"] == pytest.approx(spacing)
     side = json.loads((rec / "reconstruction.json").read_text())
     assert side["read_options"]["lines"] == ["Fe_Ka"] and side["read_options"]["bin"] == 8
+
+
+def test_headless_demo_writes_volumes_and_preview(tmp_path, capsys):
+    assert main(["demo", "--headless", "--size", "16", "--iterations", "20", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for method in ("sirt", "tv", "dipm-tv"):
+        assert f"  {method}" in out
+        assert sorted(p.name for p in (tmp_path / method).glob("*.tif")) == ["In.tif", "S.tif", "Se.tif"]
+    png = (tmp_path / "preview.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
