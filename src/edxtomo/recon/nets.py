@@ -8,8 +8,10 @@ from the encoder at that resolution, and applies two convolutions. All
 convolutions pad by reflection so the volume border is not pulled to zero.
 
 The output head is non-negative. A squared LeakyReLU (``lrelu2``) measured
-better than softplus: softplus can only approach zero, so empty space kept a
-faint floor; the square reaches exact zero at a finite input.
+better than softplus in a prototype: softplus only approaches zero as its
+input goes to minus infinity, so empty space kept a faint floor; the squared
+LeakyReLU is exactly zero at a finite input (0) and 1e-4·x² below it.
+``relu2`` is zero for every negative input but passes no gradient there.
 """
 
 from __future__ import annotations
