@@ -11,14 +11,6 @@ from edxtomo.io.mat import read_mat_series
 from edxtomo.io.stacks import infer_axes, read_stack
 
 
-@pytest.fixture(scope="module")
-def qd(shared_data):
-    folder = shared_data / "bispl_qd1"
-    if not folder.is_dir():
-        pytest.skip(f"real .mat series not found at {folder}")
-    return folder
-
-
 @pytest.mark.realdata
 def test_mat_series_axis_order_and_angles(qd):
     from scipy.io import loadmat

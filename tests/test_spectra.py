@@ -17,14 +17,6 @@ LINES = ["Fe_Ka", "Si_Ka", "O_Ka", "S_Ka", "Mg_Ka"]
 
 
 @pytest.fixture(scope="module")
-def idp(shared_data):
-    folder = shared_data / "openncem_idp_tilt10"
-    if not folder.is_dir():
-        pytest.skip(f"real tilt series not found at {folder}")
-    return folder
-
-
-@pytest.fixture(scope="module")
 def idp_series(idp):
     """The real 8-tilt series, 5 lines, unbinned, with its HAADF stack (read once)."""
     return load_spectrum_series(idp, lines=LINES)

@@ -16,8 +16,10 @@ predicts them best is the final result (:mod:`edxtomo.recon.stopping`).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,33 +117,16 @@ def dipm_tv(
     yield from _run(series, "dipm-tv", **_params(locals()))
 
 
-def dip_tv(
-    series: TiltSeries,
-    tv_weight: float = DEFAULT_TV_WEIGHT,
-    iterations: int = 2000,
-    lr: float = 2e-3,
-    snapshot_every: int = 50,
-    device: str = "auto",
-    seed: int = 0,
-    nz: int | None = None,
-    widths: Sequence[int] = (16, 32, 64, 128),
-    skip_widths: Sequence[int] = (4, 8, 16, 32),
-    loss: str = "auto",
-    ema: float = 0.99,
-    heldout: int = 4,
-    patience: int | None = 300,
-    eval_every: int = 10,
-    warm_start: str = "none",
-    warm_iterations: int = 100,
-    joint_tv: bool = False,
-    input_channels: int = 32,
-    input_jitter: float = 0.01,
-    head: str = "lrelu2",
-    weight_decay: float = 0.0,
-    clip_grad: float = 1.0,
-) -> Iterator[Snapshot]:
+def dip_tv(series: TiltSeries, **params: Any) -> Iterator[Snapshot]:
     """DIP-TV: one independent 3D U-Net per element; parameters as :func:`dipm_tv`."""
-    yield from _run(series, "dip-tv", **_params(locals()))
+    # Binding against dipm_tv's signature names any unknown parameter at call time.
+    bound = inspect.signature(dipm_tv).bind(series, **params)
+    bound.apply_defaults()
+    return _run(series, "dip-tv", **_params(bound.arguments))
+
+
+# Forms and the command line read a method's parameters from its signature.
+dip_tv.__signature__ = inspect.signature(dipm_tv)  # type: ignore[attr-defined]
 
 
 def _params(local: dict) -> dict:
