@@ -68,24 +68,9 @@ class RunRecord:
 
 def accepted_params(method: str) -> set[str]:
     """Keyword parameters the method's generator accepts."""
-    func = method_function(method)
-    sig = inspect.signature(func)
-    names = {n for n, p in sig.parameters.items()
-             if n != "series" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        # Thin wrappers (tv_joint = tv with joint=True) forward **params.
-        wrapped = getattr(func, "__wrapped__", None)
-        base = {"tv-joint": "tv"}.get(method.strip().lower())
-        if method.startswith("tomopy-"):
-            from .recon.tomopy_baseline import tomopy_recon
-
-            names |= {"iterations", "snapshot_every", "device"}
-            wrapped = tomopy_recon
-        if base:
-            names |= accepted_params(base) - {"joint"}
-        elif wrapped is not None:
-            names |= {n for n in inspect.signature(wrapped).parameters if n != "series"}
-    return names
+    sig = inspect.signature(method_function(method))
+    return {n for n, p in sig.parameters.items()
+            if n != "series" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def write_result(record: RunRecord, out_dir: str | Path) -> list[Path]:
@@ -134,16 +119,9 @@ def run(
 
 def default_params(method: str) -> dict[str, Any]:
     """The method's own defaults, so a sidecar records every value used."""
-    func = method_function(method)
-    funcs = [func, getattr(func, "__wrapped__", None)]
-    if method.strip().lower() == "tv-joint":
-        funcs.append(method_function("tv"))
-    out: dict[str, Any] = {}
-    for f in filter(None, funcs):
-        for name, p in inspect.signature(f).parameters.items():
-            if name != "series" and p.default is not p.empty and name != "joint":
-                out.setdefault(name, p.default)
-    return out
+    sig = inspect.signature(method_function(method))
+    return {n: p.default for n, p in sig.parameters.items()
+            if n != "series" and p.default is not p.empty}
 
 
 def clean_params(method: str, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ snapshot received stands as the result.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,6 +25,18 @@ METHODS: dict[str, str] = {
     "dip-tv": "edxtomo.recon.dip:dip_tv",
     "dipm-tv": "edxtomo.recon.dip:dipm_tv",
 }
+
+
+def share_signature(wrapper: Callable[..., Any], base: Callable[..., Any], drop: tuple[str, ...] = ()) -> None:
+    """Give a ``**params`` wrapper the signature of ``base`` minus ``drop``.
+
+    Forms and the command line read a method's parameters and defaults from
+    its signature, so a thin wrapper (``tv_joint`` = ``tv`` with
+    ``joint=True``) must present the parameters it forwards.
+    """
+    sig = inspect.signature(base)
+    wrapper.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[p for n, p in sig.parameters.items() if n not in drop])
 
 
 def _register_optional() -> None:

@@ -26,6 +26,7 @@ import torch
 
 from ..devices import DEVICES
 from ..tiltseries import TiltSeries
+from . import share_signature
 from .nets import NoiseInput, PerElement, UNet3D, calibrate_gain, crop_centre, padded_shape
 from .objective import data_misfit, poisson_nll, tv_norm
 from .problem import Problem, check_common, should_snapshot
@@ -125,8 +126,7 @@ def dip_tv(series: TiltSeries, **params: Any) -> Iterator[Snapshot]:
     return _run(series, "dip-tv", **_params(bound.arguments))
 
 
-# Forms and the command line read a method's parameters from its signature.
-dip_tv.__signature__ = inspect.signature(dipm_tv)  # type: ignore[attr-defined]
+share_signature(dip_tv, dipm_tv)
 
 
 def _params(local: dict) -> dict:

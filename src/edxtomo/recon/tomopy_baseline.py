@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..tiltseries import TiltSeries
+from . import share_signature
 from .objective import data_misfit
 from .problem import Problem, check_common
 from .snapshot import Snapshot
@@ -89,3 +90,7 @@ def tomopy_mlem(series: TiltSeries, **params) -> Iterator[Snapshot]:
 
 def tomopy_gridrec(series: TiltSeries, **params) -> Iterator[Snapshot]:
     return tomopy_recon(series, algorithm="gridrec", **params)
+
+
+for _wrapper in (tomopy_sirt, tomopy_mlem, tomopy_gridrec):
+    share_signature(_wrapper, tomopy_recon, drop=("algorithm",))

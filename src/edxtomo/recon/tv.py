@@ -21,7 +21,8 @@ from collections.abc import Iterator
 import torch
 
 from ..tiltseries import TiltSeries
-from .objective import divergence, gradient
+from . import share_signature
+from .objective import data_misfit, divergence, gradient, tv_norm
 from .problem import Problem, check_common, should_snapshot
 from .snapshot import Snapshot
 
@@ -103,8 +104,6 @@ def tv(
 
 def objective(prob: Problem, x: torch.Tensor, tv_weight: float, joint: bool) -> dict[str, float]:
     """Data, TV and total objective of normalised volumes ``x``."""
-    from .objective import data_misfit, tv_norm
-
     data = float(data_misfit(prob.forward(x), prob.meas).sum())
     scale = torch.as_tensor(prob.tv_scale, dtype=x.dtype, device=x.device)
     tvv = float((tv_norm(x, joint=joint) * (scale.mean() if joint else scale)).sum())
@@ -114,3 +113,6 @@ def objective(prob: Problem, x: torch.Tensor, tv_weight: float, joint: bool) -> 
 def tv_joint(series: TiltSeries, **params) -> Iterator[Snapshot]:
     """:func:`tv` with a vectorial TV coupling all elements."""
     return tv(series, joint=True, **params)
+
+
+share_signature(tv_joint, tv, drop=("joint",))
