@@ -206,22 +206,24 @@ def _run(series: TiltSeries, method: str, **p) -> Iterator[Snapshot]:
     tv_w = float(p["tv_weight"]) * tv_unit
     sigma = torch.as_tensor(prob.sigma, dtype=prob.dtype, device=dev).reshape(-1, 1, 1, 1)
 
-    def misfit(vol: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        pred = prob.forward(vol)[:, idx]
+    def misfit(proj: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Data term of the tilts ``idx`` of a projection of all tilts."""
         if p["loss"] == "poisson":
-            return poisson_nll(pred, prob.meas[:, idx], sigma)
-        return data_misfit(pred, prob.meas[:, idx])
+            return poisson_nll(proj[:, idx], prob.meas[:, idx], sigma)
+        return data_misfit(proj[:, idx], prob.meas[:, idx])
 
     def terms(vol: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return misfit(vol, train_t).sum(), (tv_w * tv_norm(vol, joint=p["joint_tv"], eps=1e-8)).sum()
+        data = misfit(prob.forward(vol), train_t).sum()
+        return data, (tv_w * tv_norm(vol, joint=p["joint_tv"], eps=1e-8)).sum()
 
     def report(vol: torch.Tensor) -> dict[str, float]:
         # Same definitions as recon.tv.objective: total = data + tv_weight · tv.
-        data = float(misfit(vol, train_t).sum())
+        proj = prob.forward(vol)
+        data = float(misfit(proj, train_t).sum())
         tvv = float((tv_unit * tv_norm(vol, joint=p["joint_tv"])).sum())
         out = {"data": data, "tv": tvv, "total": data + float(p["tv_weight"]) * tvv}
         if held.size:
-            out["heldout"] = float(misfit(vol, held_t).sum())
+            out["heldout"] = float(misfit(proj, held_t).sum())
         return out
 
     warm = _warm_target(series, train, prob, p["warm_start"]) if p["warm_start"] != "none" else None
@@ -257,7 +259,7 @@ def _run(series: TiltSeries, method: str, **p) -> Iterator[Snapshot]:
                 current = ema_acc / (1 - decay**it) if decay > 0 else ema_acc
                 stop = False
                 if held.size and (it % int(p["eval_every"]) == 0 or it == iterations):
-                    best.update(it, float(misfit(current, held_t).sum()), current)
+                    best.update(it, float(misfit(prob.forward(current), held_t).sum()), current)
                     stop = best.should_stop(it)
                 if stop or it == iterations:
                     break
