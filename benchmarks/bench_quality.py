@@ -54,8 +54,9 @@ def worker(spec: dict) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     curve, last = [], None
     for snap in reconstruct(series, spec["method"], **spec["params"]):
-        m = compare(snap.volumes, ph.volumes)["mean"]
-        curve.append((snap.iteration, round(time.perf_counter() - t0, 2), round(m["psnr"], 3)))
+        m = compare(snap.volumes, ph.volumes)
+        per = {e: round(v["psnr"], 3) for e, v in m.items() if e != "mean"}
+        curve.append((snap.iteration, round(time.perf_counter() - t0, 2), round(m["mean"]["psnr"], 3), per))
         last = snap
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     metrics = compare(last.volumes, ph.volumes)
@@ -64,6 +65,7 @@ def worker(spec: dict) -> dict:
     return {"metrics": metrics, "curve": curve, "wall_s": wall, "cpu_s": cpu,
             "iterations": last.iteration, "stopped": last.stopped,
             "best_iteration": last.info.get("best_iteration"),
+            "best_iterations": last.info.get("best_iterations"),
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
@@ -87,7 +89,7 @@ def fmt_row(name: str, r: dict, elements: list[str]) -> str:
 
 
 def time_to(curve: list, level: float) -> str:
-    for it, t, p in curve:
+    for it, t, p, *_ in curve:
         if p >= level:
             return f"{t:.0f} s (iteration {it})"
     return "not reached"
@@ -137,7 +139,8 @@ def bench_case(case: str, args: argparse.Namespace, lines: list[str], images: di
         lines.append(f"- {name}: held-out best iteration {r['best_iteration']} of {r['iterations']}"
                      f"{' (' + r['stopped'] + ')' if r['stopped'] else ''}; reaches best TV at "
                      f"{time_to(r['curve'], tv_psnr)}, best TV + 1 dB at {time_to(r['curve'], tv_psnr + 1)}; "
-                     f"best snapshot along the run {max(p for *_, p in r['curve']):.2f} dB")
+                     f"best snapshot along the run {max(c[2] for c in r['curve']):.2f} dB"
+                     + (f"; per-element best iterations {r['best_iterations']}" if r.get("best_iterations") else ""))
     lines.append("")
     return results
 
@@ -163,6 +166,7 @@ def main() -> None:
     parser.add_argument("--memory-size", type=int, default=128, help="0 skips the memory probe")
     parser.add_argument("--memory-iterations", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--json", help="also dump every result (curves included) to this file")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
@@ -182,6 +186,8 @@ def main() -> None:
     scratch = tempfile.TemporaryDirectory()  # volumes for the figure, removed at exit
     args.tmp = scratch.name
     all_results = {c: bench_case(c, args, lines, images if c == "dense" else {}) for c in args.cases}
+    if args.json:
+        Path(args.json).write_text(json.dumps(all_results, indent=1))
     if args.memory_size:
         r = memory_probe(args.memory_size, args.memory_iterations)
         print(f"memory probe {args.memory_size}³ × 3: {r['peak_rss_gib']:.2f} GiB, "

@@ -80,6 +80,19 @@ def test_best_iterate_bookkeeping():
     assert not BestIterate(patience=None).should_stop(10**6)
 
 
+def test_best_iterate_keeps_each_channel_at_its_own_best():
+    best = BestIterate(patience=25)
+    # Channel 0 keeps improving, channel 1 is best at iteration 20.
+    for it, errs in [(10, (5.0, 3.0)), (20, (4.0, 2.0)), (30, (3.0, 2.5)), (40, (2.0, 2.6))]:
+        assert best.update(it, np.array(errs), torch.full((2, 3), float(it)))
+    assert list(best.best_iterations) == [40, 20] and best.best_iteration == 40
+    assert best.best_volume[0].eq(40).all() and best.best_volume[1].eq(20).all()
+    assert best.best_error == pytest.approx(4.0)
+    assert not best.should_stop(64) and best.should_stop(65)
+    with pytest.raises(ValueError, match="channels"):
+        BestIterate().update(1, np.ones(3), torch.zeros(2, 4))
+
+
 def test_final_snapshot_carries_the_best_heldout_iterate(tiny):
     _, series = tiny
     # A large learning rate without TV overfits quickly, so the held-out error turns.
@@ -89,13 +102,18 @@ def test_final_snapshot_carries_the_best_heldout_iterate(tiny):
     assert final.info["heldout_angles"] and "heldout" in final.losses
     assert all("heldout" in s.losses for s in snaps)
     errors = {s.iteration: s.losses["heldout"] for s in snaps[:-1]}
-    best_it = final.info["best_iteration"]
-    # Every evaluation coincides with a snapshot here, so the best one is visible.
+    per_element = final.info["best_iterations"]
+    assert set(per_element) == set(series.elements)
+    assert final.info["best_iteration"] == max(per_element.values())
+    # Every evaluation coincides with a snapshot here, so each element's best is visible,
+    # and picking per element can only beat the best single iterate.
     assert final.losses["heldout"] <= min(errors.values()) * (1 + 1e-3)
     assert final.losses["heldout"] < max(errors.values())
-    if best_it in errors:
-        best_snap = next(s for s in snaps if s.iteration == best_it)
-        np.testing.assert_allclose(final.volumes["In"], best_snap.volumes["In"], rtol=1e-5, atol=1e-6)
+    for element, best_it in per_element.items():
+        if best_it in errors:
+            best_snap = next(s for s in snaps if s.iteration == best_it)
+            np.testing.assert_allclose(final.volumes[element], best_snap.volumes[element],
+                                       rtol=1e-5, atol=1e-6)
 
 
 def test_patience_stops_early_with_a_reason(tiny):

@@ -66,11 +66,15 @@ class RunRecord:
         }
 
 
+#: Arguments of a method's generator that are not reconstruction parameters.
+NOT_PARAMETERS = ("series", "control")
+
+
 def accepted_params(method: str) -> set[str]:
     """Keyword parameters the method's generator accepts."""
     sig = inspect.signature(method_function(method))
     return {n for n, p in sig.parameters.items()
-            if n != "series" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+            if n not in NOT_PARAMETERS and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def write_result(record: RunRecord, out_dir: str | Path) -> list[Path]:
@@ -121,7 +125,7 @@ def default_params(method: str) -> dict[str, Any]:
     """The method's own defaults, so a sidecar records every value used."""
     sig = inspect.signature(method_function(method))
     return {n: p.default for n, p in sig.parameters.items()
-            if n != "series" and p.default is not p.empty}
+            if n not in NOT_PARAMETERS and p.default is not p.empty}
 
 
 def clean_params(method: str, params: Mapping[str, Any]) -> dict[str, Any]:

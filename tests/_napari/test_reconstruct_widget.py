@@ -109,6 +109,26 @@ def test_dipm_tv_streams(make_widget, qtbot):
     assert widget.controller.record.last.iteration == 6
 
 
+@pytest.mark.skipif("dipm-tv" not in usable_methods(), reason="edxtomo.recon.dip is not importable")
+def test_progress_and_stop_between_snapshots(make_widget, qtbot):
+    """A slow method reports progress every iteration and stops without waiting for a snapshot."""
+    viewer, widget = make_widget("dipm-tv", iterations=100_000, snapshot_every=10_000)
+    widget.start()
+    # No snapshot yet, but the bar and the status move.
+    qtbot.waitUntil(lambda: widget.progress_bar.value() >= 3, timeout=60_000)
+    assert "In [DIPm-TV]" not in viewer.layers
+    assert "iteration" in widget.status.text() and "left" in widget.status.text()
+    widget.stop()
+    _wait_done(qtbot, widget, timeout=60_000)
+    record = widget.controller.record
+    assert record.status == "stopped by user" and record.last.stopped == "stopped by user"
+    assert 3 <= record.last.iteration < 10_000
+    # The volumes of the iteration where it stopped are shown and kept.
+    for element in record.series.elements:
+        np.testing.assert_array_equal(viewer.layers[f"{element} [DIPm-TV]"].data,
+                                      record.last.volumes[element])
+
+
 def test_bad_device_is_reported_not_started(make_widget, qtbot, monkeypatch):
     import edxtomo._napari.widgets.reconstruct_widget as rw
 

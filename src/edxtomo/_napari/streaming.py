@@ -68,7 +68,7 @@ class VolumeStreamer:
         self.applied = 0
         self._switched_3d = False
 
-    def layer_for(self, element: str, volume: np.ndarray) -> Any:
+    def layer_for(self, element: str, volume: np.ndarray, final: bool = True) -> Any:
         name = volume_layer_name(element, self.method)
         meta = {"kind": "volume", "element": element, "method": self.method,
                 "pixel_size_nm": self.pixel_size, **self.run_info}
@@ -79,7 +79,9 @@ class VolumeStreamer:
                 # Copy into the existing array: ``layer.data = ...`` would also
                 # recompute the viewer's dims, which costs more than the copy.
                 np.copyto(layer.data, volume)
-                layer.refresh()
+                # The shape, hence the extent, is unchanged; the thumbnail (a
+                # projection of the whole volume) waits for the final snapshot.
+                layer.refresh(thumbnail=final, extent=False, highlight=False)
             else:
                 layer.data = volume
             return layer
@@ -112,7 +114,7 @@ class VolumeStreamer:
     def apply(self, snap: Snapshot) -> None:
         """Show ``snap``'s volumes (main thread only)."""
         for element, volume in snap.volumes.items():
-            layer = self.layer_for(element, volume)
+            layer = self.layer_for(element, volume, final=snap.final)
             self.widen_contrast(layer, volume)
         if not self._switched_3d:
             self._switch_to_3d()
@@ -120,22 +122,32 @@ class VolumeStreamer:
 
 
 class ThrottledStreamer(QObject):
-    """Applies the newest parked snapshot on a timer tick (main thread)."""
+    """Applies the newest parked snapshot on a timer tick (main thread).
+
+    ``on_tick``, if given, runs first at every tick (e.g. to report progress
+    between snapshots).
+    """
 
     def __init__(self, apply: Callable[[Snapshot], None], interval_ms: int = 150,
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, on_tick: Callable[[], None] | None = None) -> None:
         super().__init__(parent)
         self._apply = apply
+        self._on_tick = on_tick
         self.mailbox = LatestWins()
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
-        self._timer.timeout.connect(self.flush)
+        self._timer.timeout.connect(self._tick)
 
     def start(self) -> None:
         self._timer.start()
 
     def submit(self, snap: Snapshot) -> None:
         self.mailbox.put(snap)
+
+    def _tick(self) -> None:
+        if self._on_tick is not None:
+            self._on_tick()
+        self.flush()
 
     def flush(self) -> None:
         """Apply the parked snapshot now, if any."""

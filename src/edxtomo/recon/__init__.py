@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..tiltseries import TiltSeries
+from .control import RunControl
 from .snapshot import Snapshot
 
 #: method name → "module:function" of its generator.
@@ -64,15 +65,25 @@ def available_methods() -> list[str]:
     return list(METHODS)
 
 
-def reconstruct(series: TiltSeries, method: str = "tv", **params: Any) -> Iterator[Snapshot]:
+def reconstruct(series: TiltSeries, method: str = "tv", control: RunControl | None = None,
+                **params: Any) -> Iterator[Snapshot]:
     """Run ``method`` on ``series`` and yield :class:`Snapshot` objects.
 
     Parameters are those of the method's function (``iterations``,
     ``snapshot_every``, ``device``, ``tv_weight``...); an unknown parameter
-    raises ``TypeError`` naming it.
+    raises ``TypeError`` naming it. ``control`` reports progress every
+    iteration and stops the run between snapshots, for methods that take it
+    (others stop when the generator is closed).
     """
     func = method_function(method)
+    if control is not None and takes_control(method):
+        params = {**params, "control": control}
     return func(series, **params)
+
+
+def takes_control(method: str) -> bool:
+    """Whether ``method`` accepts a :class:`RunControl` (progress and stop between snapshots)."""
+    return "control" in inspect.signature(method_function(method)).parameters
 
 
 def run_to_end(gen: Iterator[Snapshot]) -> Snapshot:
@@ -87,4 +98,4 @@ def run_to_end(gen: Iterator[Snapshot]) -> Snapshot:
 
 _register_optional()
 
-__all__ = ["METHODS", "Snapshot", "available_methods", "reconstruct", "register_method", "run_to_end"]
+__all__ = ["METHODS", "RunControl", "Snapshot", "available_methods", "reconstruct", "register_method", "run_to_end"]

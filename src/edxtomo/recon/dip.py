@@ -10,8 +10,9 @@ one network per element.
 
 What is returned is an exponential moving average (EMA) of the network output,
 which removes the iteration-to-iteration jitter of the noisy input. With
-``heldout`` a few tilts are kept out of the fit and the EMA iterate that
-predicts them best is the final result (:mod:`edxtomo.recon.stopping`).
+``heldout`` a few tilts are kept out of the fit and, for each element, the EMA
+iterate that predicts its held-out projections best is the final result
+(:mod:`edxtomo.recon.stopping`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from ..devices import DEVICES
 from ..tiltseries import TiltSeries
 from . import share_signature
+from .control import STOPPED_BY_USER, RunControl, step
 from .nets import NoiseInput, PerElement, UNet3D, calibrate_gain, crop_centre, padded_shape
 from .objective import data_misfit, poisson_nll, tv_norm
 from .problem import Problem, check_common, should_snapshot
@@ -62,6 +64,7 @@ def dipm_tv(
     head: str = "lrelu2",
     weight_decay: float = 0.0,
     clip_grad: float = 1.0,
+    control: RunControl | None = None,
 ) -> Iterator[Snapshot]:
     """DIPm-TV: one 3D U-Net for all elements, one output channel each.
 
@@ -107,13 +110,18 @@ def dipm_tv(
         Non-negative output: ``"lrelu2"``, ``"relu2"`` or ``"softplus"``.
     weight_decay, clip_grad
         AdamW weight decay and gradient-norm clipping (0: off).
+    control
+        Receives progress every iteration; a stop request ends the run after
+        the current iteration with a final snapshot of the latest volumes
+        (:mod:`edxtomo.recon.control`).
 
     Yields
     ------
     Snapshot
         ``losses`` has ``data``, ``tv``, ``total`` and (with ``heldout``)
-        ``heldout``; the final one carries the best held-out iterate and
-        ``info["best_iteration"]``.
+        ``heldout``; the final one carries each element's best held-out
+        iterate, ``info["best_iterations"]`` (per element) and
+        ``info["best_iteration"]`` (the latest of them).
     """
     yield from _run(series, "dipm-tv", **_params(locals()))
 
@@ -257,11 +265,12 @@ def _run(series: TiltSeries, method: str, **p) -> Iterator[Snapshot]:
             with torch.no_grad():
                 ema_acc.mul_(decay).add_(vol.detach(), alpha=1 - decay)
                 current = ema_acc / (1 - decay**it) if decay > 0 else ema_acc
+                user_stop = step(p["control"], it, iterations)
                 stop = False
                 if held.size and (it % int(p["eval_every"]) == 0 or it == iterations):
-                    best.update(it, float(misfit(prob.forward(current), held_t).sum()), current)
+                    best.update(it, misfit(prob.forward(current), held_t).cpu().numpy(), current)
                     stop = best.should_stop(it)
-                if stop or it == iterations:
+                if user_stop or stop or it == iterations:
                     break
                 if should_snapshot(it, iterations, int(p["snapshot_every"])):
                     snap = prob.snapshot(current, it, iterations, report(current), method,
@@ -270,11 +279,16 @@ def _run(series: TiltSeries, method: str, **p) -> Iterator[Snapshot]:
             if snap is not None:
                 yield snap
         with torch.no_grad():
-            final = best.best_volume if best.best_volume is not None else current
-            why = (f"early stopping: held-out error did not improve for {patience} iterations"
+            # A user's stop keeps what they were watching; otherwise the held-out best.
+            final = best.best_volume if best.best_volume is not None and not user_stop else current
+            why = (STOPPED_BY_USER if user_stop else
+                   f"early stopping: held-out error did not improve for {patience} iterations"
                    if stop else "")
+            per_element = (dict(zip(prob.elements, (int(i) for i in best.best_iterations), strict=True))
+                           if best.best_iterations is not None else {e: it for e in prob.elements})
             snap = prob.snapshot(final, it, iterations, report(final), method, final=True, stopped=why,
-                                 best_iteration=best.best_iteration or it, iterations_done=it, **info)
+                                 best_iteration=best.best_iteration or it, best_iterations=per_element,
+                                 iterations_done=it, **info)
         yield snap
     finally:
         del net, opt, noise, ema_acc, best

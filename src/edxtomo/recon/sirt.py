@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import torch
 
 from ..tiltseries import TiltSeries
+from .control import STOPPED_BY_USER, RunControl, step
 from .objective import data_misfit
 from .problem import Problem, check_common, should_snapshot
 from .snapshot import Snapshot
@@ -20,10 +21,13 @@ def sirt(
     nz: int | None = None,
     relaxation: float = 1.0,
     nonnegative: bool = True,
+    control: RunControl | None = None,
 ) -> Iterator[Snapshot]:
     """Simultaneous iterative reconstruction: ``x ← x + λ C Aᵀ R (b − A x)``.
 
-    ``R`` and ``C`` are the inverse row and column sums of ``A``.
+    ``R`` and ``C`` are the inverse row and column sums of ``A``. ``control``
+    (:class:`~edxtomo.recon.control.RunControl`) receives progress every
+    iteration and can stop the run between snapshots.
 
     Yields
     ------
@@ -44,7 +48,10 @@ def sirt(
             x += relaxation * inv_cols * prob.projector.adjoint(resid * inv_rows)
             if nonnegative:
                 x.clamp_(min=0)
-            if should_snapshot(it, iterations, snapshot_every):
+            stop = step(control, it, iterations)
+            if stop or should_snapshot(it, iterations, snapshot_every):
                 data = float(data_misfit(prob.forward(x), prob.meas).sum())
                 yield prob.snapshot(x, it, iterations, {"data": data}, "sirt",
-                                    final=it == iterations)
+                                    final=stop or it == iterations, stopped=STOPPED_BY_USER if stop else "")
+                if stop:
+                    return

@@ -38,28 +38,58 @@ def split_tilts(n_angles: int, every: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class BestIterate:
-    """Keeps the volume with the lowest validation error seen so far.
+    """Keeps, per channel, the volume with the lowest validation error seen so far.
 
-    ``patience`` counts iterations since the last improvement; ``None`` or 0
-    never stops early. ``min_delta`` is the relative improvement that counts.
+    Each element's held-out error depends on that element's channel only, so
+    every element keeps its own best iterate: late iterations often still
+    sharpen a strong element while a weak, noisy one already starts fitting
+    noise, and a single summed error would force one compromise on both.
+
+    ``update`` takes either one error for the whole volume or one per channel
+    (first axis of the volume). ``patience`` counts iterations since the last
+    improvement of any channel; ``None`` or 0 never stops early. ``min_delta``
+    is the relative improvement that counts.
     """
 
     patience: int | None = None
     min_delta: float = 1e-4
-    best_error: float = float("inf")
-    best_iteration: int = 0
+    best_errors: np.ndarray | None = None
+    best_iterations: np.ndarray | None = None
     best_volume: torch.Tensor | None = None
-    history: list[tuple[int, float]] = field(default_factory=list)
+    history: list[tuple[int, tuple[float, ...]]] = field(default_factory=list)
 
-    def update(self, iteration: int, error: float, volume: torch.Tensor) -> bool:
-        """Record ``error`` at ``iteration``; return True if ``volume`` is the new best."""
-        self.history.append((iteration, float(error)))
-        if error < self.best_error * (1.0 - self.min_delta) or self.best_volume is None:
-            self.best_error = float(error)
-            self.best_iteration = int(iteration)
+    @property
+    def best_error(self) -> float:
+        """Summed error of the kept volume (``inf`` before the first update)."""
+        return float("inf") if self.best_errors is None else float(self.best_errors.sum())
+
+    @property
+    def best_iteration(self) -> int:
+        """The latest iteration at which any channel improved (0 before the first update)."""
+        return 0 if self.best_iterations is None else int(self.best_iterations.max())
+
+    def update(self, iteration: int, error: float | np.ndarray, volume: torch.Tensor) -> bool:
+        """Record the error(s) at ``iteration``; return True if any channel improved."""
+        errors = np.atleast_1d(np.asarray(error, dtype=np.float64)).ravel()
+        self.history.append((int(iteration), tuple(float(e) for e in errors)))
+        if self.best_volume is None:
+            if errors.size > 1 and volume.shape[0] != errors.size:
+                raise ValueError(f"{errors.size} errors for a volume with {volume.shape[0]} channels")
+            self.best_errors = errors.copy()
+            self.best_iterations = np.full(errors.size, int(iteration))
             self.best_volume = volume.detach().clone()
             return True
-        return False
+        better = errors < self.best_errors * (1.0 - self.min_delta)
+        if not better.any():
+            return False
+        self.best_errors[better] = errors[better]
+        self.best_iterations[better] = int(iteration)
+        if errors.size == 1:
+            self.best_volume.copy_(volume.detach())
+        else:
+            idx = torch.as_tensor(np.flatnonzero(better), device=volume.device)
+            self.best_volume[idx] = volume.detach()[idx]
+        return True
 
     def should_stop(self, iteration: int) -> bool:
         return bool(self.patience) and iteration - self.best_iteration >= int(self.patience)

@@ -22,6 +22,7 @@ import torch
 
 from ..tiltseries import TiltSeries
 from . import share_signature
+from .control import STOPPED_BY_USER, RunControl, step
 from .objective import data_misfit, divergence, gradient, tv_norm
 from .problem import Problem, check_common, should_snapshot
 from .snapshot import Snapshot
@@ -38,6 +39,7 @@ def tv(
     device: str = "auto",
     nz: int | None = None,
     joint: bool = False,
+    control: RunControl | None = None,
 ) -> Iterator[Snapshot]:
     """Total-variation reconstruction with non-negativity.
 
@@ -47,6 +49,9 @@ def tv(
         Dimensionless TV weight (see :mod:`edxtomo.recon.objective`).
     joint
         Vectorial TV coupling all elements instead of one TV per element.
+    control
+        Receives progress every iteration; a stop request ends the run at the
+        next iteration with a final snapshot (:mod:`edxtomo.recon.control`).
 
     Yields
     ------
@@ -96,10 +101,14 @@ def tv(
             x_new = (x - tau * (prob.adjoint(p_data) - gamma * divergence(p_grad))).clamp_(min=0)
             x_bar = 2 * x_new - x
             x = x_new
-            if should_snapshot(it, iterations, snapshot_every):
+            stop = step(control, it, iterations)
+            if stop or should_snapshot(it, iterations, snapshot_every):
                 losses = objective(prob, x, tv_weight, joint)
-                yield prob.snapshot(x, it, iterations, losses, method, final=it == iterations,
-                                    tv_weight=tv_weight, joint=joint)
+                yield prob.snapshot(x, it, iterations, losses, method, final=stop or it == iterations,
+                                    stopped=STOPPED_BY_USER if stop else "", tv_weight=tv_weight,
+                                    joint=joint)
+                if stop:
+                    return
 
 
 def objective(prob: Problem, x: torch.Tensor, tv_weight: float, joint: bool) -> dict[str, float]:

@@ -57,8 +57,10 @@ class ReconstructWidget(QWidget):
         self._saved = settings.load(SECTION)
         self._params_by_method: dict[str, dict[str, Any]] = dict(self._saved.get("params", {}))
         self._angles_key: tuple[float, ...] = ()
+        self._progress_text = self._losses_text = ""
         self.controller = RunController(napari_viewer, parent=self)
         self.controller.updated.connect(self._on_update)
+        self.controller.progressed.connect(self._on_progress)
         self.controller.finished.connect(self._on_finished)
         self._build()
         self.viewer.layers.events.inserted.connect(self.refresh_layers)
@@ -215,23 +217,33 @@ class ReconstructWidget(QWidget):
         self.progress_bar.setRange(0, int(record.params.get("iterations", 0)))
         self.progress_bar.setValue(0)
         self.plot.clear()
+        self._progress_text = self._losses_text = ""
         self.status.setText(f"{method_label(record.method)} starting on "
                             f"{', '.join(record.series.elements)}…")
 
     def stop(self) -> None:
         self.controller.stop()
         self.stop_btn.setEnabled(False)
-        self.status.setText("stopping after the current snapshot…")
+        self.status.setText("stopping after the current iteration…")
+
+    def _on_progress(self, iteration: int, total: int, seconds_left: float) -> None:
+        self.progress_bar.setRange(0, total)
+        self.progress_bar.setValue(iteration)
+        left = f", ~{seconds_left:.0f} s left" if seconds_left >= 0 else ""
+        self._progress_text = f"iteration {iteration}/{total}{left}"
+        self._show_status()
 
     def _on_update(self, snap: Any) -> None:
-        self.progress_bar.setRange(0, snap.total)
-        self.progress_bar.setValue(snap.iteration)
-        left = snap.elapsed_s * (snap.total - snap.iteration) / max(snap.iteration, 1)
-        losses = ", ".join(f"{k} {v:.3g}" for k, v in snap.losses.items())
-        self.status.setText(f"iteration {snap.iteration}/{snap.total}, {snap.elapsed_s:.0f} s, "
-                            f"~{left:.0f} s left; {losses}")
+        self._losses_text = ", ".join(f"{k} {v:.3g}" for k, v in snap.losses.items())
+        if snap.iteration > self.progress_bar.value():  # a method without progress between snapshots
+            self._on_progress(snap.iteration, snap.total, -1.0)
+        self._show_status()
         if self.controller.record is not None:
             self.plot.show_history(self.controller.record.history)
+
+    def _show_status(self) -> None:
+        if self.controller.running:
+            self.status.setText("; ".join(t for t in (self._progress_text, self._losses_text) if t))
 
     def _on_finished(self, record: RunRecord | None) -> None:
         self.start_btn.setEnabled(True)
@@ -239,7 +251,7 @@ class ReconstructWidget(QWidget):
         if record is None:
             return
         if record.history:
-            self.plot.show_history(record.history)
+            self.plot.show_history(record.history, now=True)
         done = record.last.iteration if record.last else 0
         self.status.setText(f"{method_label(record.method)} {record.status} at iteration {done}"
                             + (f": {record.error}" if record.error else ""))

@@ -16,7 +16,7 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 
-from ...recon import reconstruct
+from ...recon import RunControl, reconstruct
 from ...recon.snapshot import Snapshot
 from ...runner import RunRecord
 from ..layers import method_label
@@ -46,11 +46,15 @@ class RunController(QObject):
     -------
     updated(object)
         A snapshot was shown (at most a few times per second).
+    progressed(int, int, float)
+        Iteration, total and estimated seconds left (-1: unknown), on each
+        timer tick where the run advanced, between snapshots too.
     finished(object)
         The run ended (finished, stopped or failed); carries its :class:`RunRecord`.
     """
 
     updated = Signal(object)
+    progressed = Signal(int, int, float)
     finished = Signal(object)
 
     def __init__(self, viewer: Any, interval_ms: int = 150, parent: QObject | None = None) -> None:
@@ -60,6 +64,8 @@ class RunController(QObject):
         self.record: RunRecord | None = None
         self.worker: GeneratorWorker | None = None
         self._stop = threading.Event()
+        self.control: RunControl | None = None
+        self._shown_iteration = 0
         self._throttle: ThrottledStreamer | None = None
         self._streamer: VolumeStreamer | None = None
         self._pbar: progress | None = None
@@ -74,14 +80,17 @@ class RunController(QObject):
             raise RuntimeError("a reconstruction is already running: stop it first")
         self.record = record
         self._stop = threading.Event()
+        self.control = RunControl()
+        self._shown_iteration = 0
         series = record.series
         self._streamer = VolumeStreamer(self.viewer, record.method, series.elements,
                                         series.pixel_size, {"run": record})
-        self._throttle = ThrottledStreamer(self._show, self.interval_ms, parent=self)
+        self._throttle = ThrottledStreamer(self._show, self.interval_ms, parent=self,
+                                           on_tick=self._report_progress)
         label = method_label(record.method)
         self._pbar = progress(total=int(record.params.get("iterations", 0)) or None,
                               desc=f"{label} reconstruction")
-        gen = reconstruct(series, record.method, **record.params)
+        gen = reconstruct(series, record.method, control=self.control, **record.params)
         worker = create_worker(stoppable, gen, self._stop, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(self._on_yielded)
         worker.errored.connect(self._on_error)
@@ -91,10 +100,16 @@ class RunController(QObject):
         worker.start()
 
     def stop(self) -> None:
-        """Ask the run to end after its current snapshot; the volumes shown stay."""
+        """Ask the run to end after its current iteration; its latest volumes are kept.
+
+        Methods that take a :class:`RunControl` yield a final snapshot one
+        iteration later; others end at their next snapshot.
+        """
         if self.record is not None and self.running:
             self.record.status = "stopped by user"
             self._stop.set()
+            if self.control is not None:
+                self.control.request_stop()
 
     # ---------------------------------------------------------- main thread
     def _on_yielded(self, snap: Snapshot) -> None:
@@ -107,11 +122,19 @@ class RunController(QObject):
         assert self._streamer is not None
         self._streamer.apply(snap)
         self.updated.emit(snap)
+
+    def _report_progress(self) -> None:
+        control = self.control
+        if control is None or control.iteration == self._shown_iteration:
+            return
+        self._shown_iteration = it = control.iteration
+        left = control.seconds_left()
+        self.progressed.emit(it, control.total, -1.0 if left is None else left)
         # Last: napari's progress bar calls processEvents(), which may run the
         # worker's ``finished`` handler re-entrantly; nothing stale may follow it.
         if self._pbar is not None:
-            self._pbar.total = snap.total
-            self._pbar.update(snap.iteration - self._pbar.n)
+            self._pbar.total = control.total
+            self._pbar.update(it - self._pbar.n)
 
     def _on_error(self, exc: BaseException) -> None:
         rec = self.record

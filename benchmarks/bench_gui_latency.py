@@ -1,0 +1,130 @@
+"""Event-loop latency of napari while a reconstruction streams into 3D layers.
+
+A 10 ms QTimer records when the main thread gets to run; the gaps between its
+ticks are the latency a user feels (a click, a rotation of the 3D view). The
+viewer is shown, so every snapshot is also drawn. The same measurement with
+no run going is the floor of this machine's display stack (Xvfb and Mesa's
+software OpenGL here, a GPU on a workstation). Time spent in the streaming
+code itself (copying volumes into layers) and in drawing the canvas are
+reported separately.
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/bench_gui_latency.py
+    ... --size 64 --seconds 20 --methods dipm-tv
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def gaps_during(app, seconds: float) -> np.ndarray:
+    """Gaps (ms) between 10 ms timer ticks over ``seconds`` of event loop."""
+    from qtpy.QtCore import QTimer
+
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.001)
+    timer.stop()
+    return np.diff(ticks) * 1000
+
+
+def timed(obj, name: str, store: list[float]) -> None:
+    """Wrap ``obj.name`` so each call's duration (ms) lands in ``store``."""
+    func = getattr(obj, name)
+
+    def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            store.append((time.perf_counter() - t) * 1000)
+
+    setattr(obj, name, wrapper)
+
+
+def summary(label: str, gaps: np.ndarray) -> str:
+    return (f"{label:34s} median {np.median(gaps):5.1f}  p95 {np.percentile(gaps, 95):6.1f}  "
+            f"p99 {np.percentile(gaps, 99):6.1f}  max {gaps.max():6.1f} ms  ({gaps.size} ticks, "
+            f"{(gaps > 100).sum()} over 100 ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--methods", nargs="+", default=["tv", "dipm-tv"])
+    parser.add_argument("--profile", action="store_true",
+                        help="print the main thread's top functions during each run")
+    parser.add_argument("--snapshot-every", type=int, default=None,
+                        help="default: 1 for SIRT/TV (the worst case), 5 for DIP")
+    args = parser.parse_args()
+
+    import napari
+
+    from edxtomo._napari._sample_data import phantom_tilt_series
+    from edxtomo._napari.widgets.reconstruct_widget import ReconstructWidget
+
+    viewer = napari.Viewer(show=True)
+    app = napari.qt.get_qapp()
+    for data, kwargs, _ in phantom_tilt_series(size=args.size):
+        viewer.add_image(data, **kwargs)
+    widget = ReconstructWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    canvas = viewer.window._qt_viewer.canvas
+    draws: list[float] = []
+    t_draw = [0.0]
+    canvas._scene_canvas.events.draw.connect(lambda e: t_draw.__setitem__(0, time.perf_counter()),
+                                             position="first")
+    canvas._scene_canvas.events.draw.connect(
+        lambda e: draws.append((time.perf_counter() - t_draw[0]) * 1000), position="last")
+    shows: list[float] = []
+    timed(widget.controller, "_show", shows)
+
+    gaps_during(app, 1.0)  # let the window settle
+    print(f"napari {napari.__version__}, {args.size}³ phantom, 3 elements, viewer shown")
+    print(summary("idle (no run)", gaps_during(app, args.seconds / 2)))
+    for method in args.methods:
+        every = args.snapshot_every or (5 if method.startswith("dip") else 1)
+        widget.method_box.setCurrentIndex(widget.method_box.findData(method))
+        widget.form.set_values({"iterations": 100_000, "snapshot_every": every})
+        draws.clear()
+        shows.clear()
+        widget.start()
+        # Measure the steady state: after the layers exist and the first 3D draw is done.
+        while widget.controller._streamer is None or widget.controller._streamer.applied < 2:
+            app.processEvents()
+            time.sleep(0.005)
+        gaps_during(app, 1.0)
+        if args.profile:
+            import cProfile
+            import pstats
+
+            prof = cProfile.Profile()
+            gaps = prof.runcall(gaps_during, app, args.seconds)
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+        else:
+            gaps = gaps_during(app, args.seconds)
+        widget.stop()
+        while widget.controller.running:
+            app.processEvents()
+            time.sleep(0.005)
+        rec = widget.controller.record
+        print(summary(f"{method} (snapshot every {every})", gaps))
+        print(f"{'':34s} {len(shows)} snapshots shown of {len(rec.history)} received; "
+              f"streaming {np.median(shows):.1f} ms median / {max(shows):.1f} max; "
+              f"canvas draw {np.median(draws):.1f} ms median / {max(draws):.1f} max "
+              f"({len(draws)} draws)")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
