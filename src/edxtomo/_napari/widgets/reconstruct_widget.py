@@ -57,7 +57,6 @@ class ReconstructWidget(QWidget):
         self._saved = settings.load(SECTION)
         self._params_by_method: dict[str, dict[str, Any]] = dict(self._saved.get("params", {}))
         self._angles_key: tuple[float, ...] = ()
-        self._progress_text = self._losses_text = ""
         self.controller = RunController(napari_viewer, parent=self)
         self.controller.updated.connect(self._on_update)
         self.controller.progressed.connect(self._on_progress)
@@ -217,7 +216,7 @@ class ReconstructWidget(QWidget):
         self.progress_bar.setRange(0, int(record.params.get("iterations", 0)))
         self.progress_bar.setValue(0)
         self.plot.clear()
-        self._progress_text = self._losses_text = ""
+        self.progress_bar.setFormat("%v / %m iterations")
         self.status.setText(f"{method_label(record.method)} starting on "
                             f"{', '.join(record.series.elements)}…")
 
@@ -227,23 +226,20 @@ class ReconstructWidget(QWidget):
         self.status.setText("stopping after the current iteration…")
 
     def _on_progress(self, iteration: int, total: int, seconds_left: float) -> None:
+        # The bar carries the progress text: it changes every tick, and a bar
+        # repaints itself without re-laying out the dock (a wrapped label would).
+        left = f", ~{_duration(seconds_left)} left" if seconds_left >= 0 else ""
+        self.progress_bar.setFormat(f"%v / %m iterations{left}")
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(iteration)
-        left = f", ~{seconds_left:.0f} s left" if seconds_left >= 0 else ""
-        self._progress_text = f"iteration {iteration}/{total}{left}"
-        self._show_status()
 
     def _on_update(self, snap: Any) -> None:
-        self._losses_text = ", ".join(f"{k} {v:.3g}" for k, v in snap.losses.items())
         if snap.iteration > self.progress_bar.value():  # a method without progress between snapshots
             self._on_progress(snap.iteration, snap.total, -1.0)
-        self._show_status()
+        losses = ", ".join(f"{k} {v:.3g}" for k, v in snap.losses.items())
+        self.status.setText(f"iteration {snap.iteration}, {snap.elapsed_s:.0f} s: {losses}")
         if self.controller.record is not None:
             self.plot.show_history(self.controller.record.history)
-
-    def _show_status(self) -> None:
-        if self.controller.running:
-            self.status.setText("; ".join(t for t in (self._progress_text, self._losses_text) if t))
 
     def _on_finished(self, record: RunRecord | None) -> None:
         self.start_btn.setEnabled(True)
@@ -255,3 +251,12 @@ class ReconstructWidget(QWidget):
         done = record.last.iteration if record.last else 0
         self.status.setText(f"{method_label(record.method)} {record.status} at iteration {done}"
                             + (f": {record.error}" if record.error else ""))
+
+
+def _duration(seconds: float) -> str:
+    """``"45 s"``, ``"12 min"``, ``"2.5 h"``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

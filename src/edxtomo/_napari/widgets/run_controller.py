@@ -8,6 +8,7 @@ volumes already shown.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,9 @@ from ...recon.snapshot import Snapshot
 from ...runner import RunRecord
 from ..layers import method_label
 from ..streaming import ThrottledStreamer, VolumeStreamer
+
+#: Seconds between updates of napari's own progress bar (activity dock).
+NAPARI_PROGRESS_INTERVAL_S = 1.0
 
 
 def stoppable(gen: Iterator[Snapshot], stop: threading.Event) -> Iterator[Snapshot]:
@@ -66,6 +70,7 @@ class RunController(QObject):
         self._stop = threading.Event()
         self.control: RunControl | None = None
         self._shown_iteration = 0
+        self._pbar_shown = 0.0
         self._throttle: ThrottledStreamer | None = None
         self._streamer: VolumeStreamer | None = None
         self._pbar: progress | None = None
@@ -82,6 +87,7 @@ class RunController(QObject):
         self._stop = threading.Event()
         self.control = RunControl()
         self._shown_iteration = 0
+        self._pbar_shown = 0.0
         series = record.series
         self._streamer = VolumeStreamer(self.viewer, record.method, series.elements,
                                         series.pixel_size, {"run": record})
@@ -130,9 +136,13 @@ class RunController(QObject):
         self._shown_iteration = it = control.iteration
         left = control.seconds_left()
         self.progressed.emit(it, control.total, -1.0 if left is None else left)
-        # Last: napari's progress bar calls processEvents(), which may run the
-        # worker's ``finished`` handler re-entrantly; nothing stale may follow it.
-        if self._pbar is not None:
+        # napari's activity-dock bar calls processEvents() on every update,
+        # which costs a full repaint pass: once a second is enough there (the
+        # dock's own bar follows every tick). Last, because that nested event
+        # processing may run the worker's ``finished`` handler re-entrantly.
+        now = time.perf_counter()
+        if self._pbar is not None and now - self._pbar_shown >= NAPARI_PROGRESS_INTERVAL_S:
+            self._pbar_shown = now
             self._pbar.total = control.total
             self._pbar.update(it - self._pbar.n)
 
