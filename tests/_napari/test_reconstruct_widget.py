@@ -107,6 +107,14 @@ def test_dipm_tv_streams(make_widget, qtbot):
     qtbot.waitUntil(lambda: "In [DIPm-TV]" in viewer.layers, timeout=60_000)
     _wait_done(qtbot, widget, timeout=120_000)
     assert widget.controller.record.last.iteration == 6
+    # The dock's plot holds the loss terms and the held-out error, and paints them.
+    assert {"data", "tv", "heldout"} <= set(widget.plot.lines)
+    its, heldout = widget.plot.lines["heldout"]
+    assert its[-1] == 6 and np.isfinite(heldout).all()
+    image = widget.plot.grab().toImage()
+    colours = {image.pixelColor(x, y).name() for x in range(0, image.width(), 3)
+               for y in range(0, image.height(), 3)}
+    assert len(colours) > 5  # lines and labels, not a blank widget
 
 
 @pytest.mark.skipif("dipm-tv" not in usable_methods(), reason="edxtomo.recon.dip is not importable")

@@ -1,87 +1,133 @@
-"""A small live plot of the loss terms (and the held-out error) inside a dock."""
+"""A small live plot of the loss terms (and the held-out error) inside a dock.
+
+Painted with QPainter rather than matplotlib: the plot is redrawn while a run
+streams volumes into the 3D view, and a matplotlib Agg draw of even a small
+figure took 50–250 ms of the GUI thread here, one draw per update. A few
+polylines cost well under a millisecond and are painted in the same pass as
+the rest of the window.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
-from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QSizePolicy
+from qtpy.QtCore import QPointF, QRectF, Qt
+from qtpy.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
+from qtpy.QtWidgets import QSizePolicy, QWidget
 
 #: At most this many points per line: a long run's history is thinned for drawing.
 MAX_POINTS = 600
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+NOT_LOSSES = ("iteration", "elapsed_s")
 
 
-class LossPlot(FigureCanvasQTAgg):
-    """Loss terms against iteration on a log scale, redrawn at most every ``min_interval_ms``.
+class LossPlot(QWidget):
+    """Loss terms against iteration, log-scaled when all are positive.
 
-    Drawing runs on the GUI thread, so it is kept cheap: fixed margins (an
-    automatic tight layout measured 150 ms per draw), lines updated in place,
-    long histories thinned, and redraws coalesced by a single-shot timer.
+    ``show_history`` takes the run's history (rows of ``{"iteration": ..,
+    key: ..}``); the held-out error is dashed.
     """
 
-    def __init__(self, min_interval_ms: int = 1000) -> None:
-        fig = Figure(figsize=(3.2, 1.8), dpi=90)
-        fig.subplots_adjust(left=0.16, right=0.97, bottom=0.22, top=0.95)
-        super().__init__(fig)
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setMinimumHeight(160)
-        self.ax = fig.add_subplot(111)
-        self._pending: Sequence[Mapping[str, float]] | None = None
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(int(min_interval_ms))
-        self._timer.timeout.connect(self._redraw_pending)
-        self.redraws = 0
-        self.clear()
+        self.setMinimumHeight(150)
+        self.lines: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.log_scale = False
 
     def clear(self) -> None:
-        self._timer.stop()
-        self._pending = None
-        self.ax.clear()
-        self._lines: dict[str, Any] = {}
-        self._yscale = "linear"
-        self.ax.set_xlabel("iteration", fontsize=8)
-        self.ax.tick_params(labelsize=7)
-        self.draw_idle()
+        self.lines = {}
+        self.update()
 
     def show_history(self, history: Sequence[Mapping[str, float]], now: bool = False) -> None:
-        """Plot every loss key found in ``history`` (rows of ``{"iteration": .., key: ..}``).
+        """Plot every loss key of ``history``; painted with the next window repaint.
 
-        The first call draws at once, later ones at most every
-        ``min_interval_ms`` (the latest history wins); ``now`` forces a draw,
-        e.g. for the final state of a run.
+        ``now`` is accepted for callers that want the final state drawn: the
+        plot is always up to date after the next paint.
         """
-        self._pending = history
-        if now or not self._timer.isActive():
-            self._redraw_pending()
-            self._timer.start()
-
-    def _redraw_pending(self) -> None:
-        history, self._pending = self._pending, None
         if not history:
             return
         rows = history if len(history) <= MAX_POINTS else [
             history[int(i)] for i in np.linspace(0, len(history) - 1, MAX_POINTS)]
-        keys = [k for k in history[-1] if k not in ("iteration", "elapsed_s")]
-        its = [row["iteration"] for row in rows]
-        for key in keys:
-            vals = [row.get(key, float("nan")) for row in rows]
-            if key not in self._lines:
-                style = "--" if key == "heldout" else "-"
-                (self._lines[key],) = self.ax.plot(its, vals, style, label=key, lw=1.2)
-                self.ax.legend(fontsize=7, loc="upper right", frameon=False)
-            else:
-                self._lines[key].set_data(its, vals)
-        positive = keys and all(row.get(k, 1) > 0 for row in rows for k in keys)
-        scale = "log" if positive else "linear"
-        if scale != self._yscale:
-            self.ax.set_yscale(scale)
-            self._yscale = scale
-        self.ax.relim()
-        self.ax.autoscale_view()
-        self.draw_idle()
-        self.redraws += 1
+        its = np.array([row["iteration"] for row in rows], dtype=float)
+        keys = [k for k in history[-1] if k not in NOT_LOSSES]
+        self.lines = {k: (its, np.array([row.get(k, np.nan) for row in rows], dtype=float))
+                      for k in keys}
+        finite = [v[np.isfinite(v)] for _, v in self.lines.values()]
+        self.log_scale = all(f.size and (f > 0).all() for f in finite)
+        self.update()
+
+    # ------------------------------------------------------------ painting
+    def _y_range(self) -> tuple[float, float]:
+        vals = np.concatenate([v[np.isfinite(v)] for _, v in self.lines.values()])
+        if self.log_scale:
+            vals = np.log10(vals)
+        lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
+        pad = 0.05 * (hi - lo) if hi > lo else 0.5
+        return lo - pad, hi + pad
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.fillRect(self.rect(), QColor("white"))
+        font = QFont(self.font())
+        font.setPointSizeF(7.5)
+        p.setFont(font)
+        box = QRectF(self.rect()).adjusted(46, 8, -8, -28)
+        p.setPen(QPen(QColor("#444")))
+        p.drawRect(box)
+        if not self.lines:
+            p.drawText(box, Qt.AlignmentFlag.AlignCenter, "losses appear here during a run")
+            p.end()
+            return
+        xs = np.concatenate([i for i, _ in self.lines.values()])
+        x0, x1 = float(xs.min()), float(xs.max())
+        x1 = x1 if x1 > x0 else x0 + 1
+        y0, y1 = self._y_range()
+
+        def to_px(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            yy = np.log10(np.clip(y, 1e-300, None)) if self.log_scale else y
+            return (box.left() + (x - x0) / (x1 - x0) * box.width(),
+                    box.bottom() - (yy - y0) / (y1 - y0) * box.height())
+
+        self._paint_axes(p, box, x0, x1, y0, y1)
+        legend_y = box.top() + 10
+        for n, (key, (its, vals)) in enumerate(self.lines.items()):
+            colour = QColor(COLOURS[n % len(COLOURS)])
+            pen = QPen(colour, 1.4)
+            if key == "heldout":
+                pen.setStyle(Qt.PenStyle.DashLine)
+            p.setPen(pen)
+            px, py = to_px(its, vals)
+            path = QPainterPath()
+            started = False
+            for a, b in zip(px, py, strict=True):
+                if not (math.isfinite(a) and math.isfinite(b)):
+                    started = False
+                    continue
+                path.lineTo(a, b) if started else path.moveTo(a, b)
+                started = True
+            p.drawPath(path)
+            lx = box.right() - 70
+            p.drawLine(QPointF(lx, legend_y - 3), QPointF(lx + 16, legend_y - 3))
+            p.setPen(QColor("#222"))
+            p.drawText(QPointF(lx + 20, legend_y), key)
+            legend_y += 12
+        p.end()
+
+    def _paint_axes(self, p: QPainter, box: QRectF, x0: float, x1: float, y0: float, y1: float) -> None:
+        p.setPen(QColor("#444"))
+        for frac, x in ((0.0, x0), (0.5, (x0 + x1) / 2), (1.0, x1)):
+            xpx = box.left() + frac * box.width()
+            p.drawText(QRectF(xpx - 30, box.bottom() + 2, 60, 12), Qt.AlignmentFlag.AlignHCenter,
+                       f"{x:.0f}")
+        p.drawText(QRectF(box.left(), box.bottom() + 14, box.width(), 12),
+                   Qt.AlignmentFlag.AlignHCenter, "iteration")
+        for frac in (0.0, 0.5, 1.0):
+            y = y0 + frac * (y1 - y0)
+            label = f"{10 ** y:.2g}" if self.log_scale else f"{y:.2g}"
+            ypx = box.bottom() - frac * box.height()
+            p.drawText(QRectF(0, ypx - 6, box.left() - 4, 12),
+                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, label)

@@ -228,10 +228,15 @@ class ReconstructWidget(QWidget):
     def _on_progress(self, iteration: int, total: int, seconds_left: float) -> None:
         # The bar carries the progress text: it changes every tick, and a bar
         # repaints itself without re-laying out the dock (a wrapped label would).
+        # QProgressBar.setValue repaints synchronously; with updates off the
+        # changes are painted once, in the same pass as the 3D canvas.
         left = f", ~{_duration(seconds_left)} left" if seconds_left >= 0 else ""
-        self.progress_bar.setFormat(f"%v / %m iterations{left}")
-        self.progress_bar.setRange(0, total)
-        self.progress_bar.setValue(iteration)
+        bar = self.progress_bar
+        bar.setUpdatesEnabled(False)
+        bar.setFormat(f"%v / %m iterations{left}")
+        bar.setRange(0, total)
+        bar.setValue(iteration)
+        bar.setUpdatesEnabled(True)
 
     def _on_update(self, snap: Any) -> None:
         if snap.iteration > self.progress_bar.value():  # a method without progress between snapshots
