@@ -1,8 +1,10 @@
 """The ``edxtomo`` command as a user runs it (a real subprocess where it matters)."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -110,6 +112,30 @@ def test_interrupted_run_keeps_latest_volumes(simulated, tmp_path):
     side = json.loads((tmp_path / "partial" / "reconstruction.json").read_text())
     assert side["status"] == "interrupted" and side["iterations_done"] == 30
     assert read_volume(tmp_path / "partial" / "In.tif")[0].any()
+
+
+def test_first_ctrl_c_stops_cleanly_and_writes_the_volumes(simulated, tmp_path):
+    """A real SIGINT to the command: the current iteration finishes and is written."""
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edxtomo.cli", "reconstruct", str(simulated), "--method", "tv",
+         "--iterations", "1000000", "--snapshot-every", "1000000", "--out", str(out)],
+        stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:  # the run has started once it names the missing wedge
+            if "missing wedge" in line:
+                break
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "stopping after this iteration" in err and "kept the volumes" in err
+    side = json.loads((out / "reconstruction.json").read_text())
+    assert side["status"] == "stopped by user"
+    assert 0 < side["iterations_done"] < 1_000_000
+    assert read_volume(out / "In.tif")[0].any()
 
 
 @pytest.mark.realdata

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .recon.control import RunControl
 
 EXIT_INPUT = 2
 READ_OPTIONS = ("lines", "bin", "align", "angles", "angle_start", "angle_step", "background",
@@ -152,6 +159,7 @@ def _merge_config(args: argparse.Namespace) -> tuple[list[str], str, dict, dict,
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from .recon.control import RunControl
     from .runner import RunRecord, clean_params, run
 
     inputs, method, params, ropts, select = _merge_config(args)
@@ -164,39 +172,85 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     record = RunRecord(method=method, params=params, series=series, inputs=inputs,
                        read_options=ropts, tilt_range=tuple(select["tilt_range"] or ()) or None)
     print(f"{method} on {series}; missing wedge {series.missing_wedge:g} deg", file=sys.stderr)
-    bar = _progress_bar(params.get("iterations"))
+    control = RunControl()
+    bar = _progress_bar(params.get("iterations"), control)
     try:
-        run(record, args.out, on_snapshot=bar.update)
+        with _first_ctrl_c_stops(control):
+            run(record, args.out, on_snapshot=bar.update, control=control)
     except KeyboardInterrupt:
         bar.close()
         print(f"interrupted: kept the volumes of iteration {record.last.iteration if record.last else 0} "
               f"in {args.out}", file=sys.stderr)
         return EXIT_INTERRUPTED
     bar.close()
+    if control.stop_requested:
+        print(f"stopped: kept the volumes of iteration {record.last.iteration} in {args.out}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     last = record.last
     print(f"wrote {', '.join(series.elements)} volumes ({last.iteration} iterations, "
           f"{last.elapsed_s:.1f} s{', ' + last.stopped if last.stopped else ''}) to {args.out}")
     return 0
 
 
-class _progress_bar:
-    """tqdm bar fed by snapshots (iteration count known only from the first one)."""
+@contextlib.contextmanager
+def _first_ctrl_c_stops(control: RunControl) -> Iterator[None]:
+    """First Ctrl-C: finish the current iteration and write it; a second one aborts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
-    def __init__(self, total: int | None) -> None:
+    def handler(signum, frame) -> None:
+        if control.stop_requested:
+            raise KeyboardInterrupt
+        control.request_stop()
+        print("\nstopping after this iteration and writing the volumes (Ctrl-C again to abort)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _progress_bar:
+    """tqdm bar: iterations from the run's control every half second, losses from snapshots."""
+
+    def __init__(self, total: int | None, control: RunControl | None = None) -> None:
         from tqdm import tqdm
 
         # Logs (not a terminal) get a line every 10 s instead of a redraw per snapshot.
         tty = sys.stderr.isatty()
         self._bar = tqdm(total=total, unit="it", file=sys.stderr, dynamic_ncols=tty,
                          mininterval=0.2 if tty else 10.0)
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._control = control
+        if control is not None:
+            threading.Thread(target=self._follow, daemon=True, name="edxtomo-progress").start()
+
+    def _follow(self) -> None:
+        while not self._done.wait(0.5):
+            self._advance(self._control.iteration, self._control.total)
+
+    def _advance(self, iteration: int, total: int) -> None:
+        with self._lock:
+            if self._done.is_set():
+                return
+            if total:
+                self._bar.total = total
+            if iteration > self._bar.n:
+                self._bar.update(iteration - self._bar.n)
 
     def update(self, snap) -> None:
-        self._bar.total = snap.total
         self._bar.set_postfix({k: f"{v:.4g}" for k, v in snap.losses.items()}, refresh=False)
-        self._bar.update(snap.iteration - self._bar.n)
+        self._advance(snap.iteration, snap.total)
 
     def close(self) -> None:
-        self._bar.close()
+        with self._lock:
+            self._done.set()
+            self._bar.close()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

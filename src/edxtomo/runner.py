@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .io.volumes import write_volumes
-from .recon import method_function, reconstruct
+from .recon import RunControl, method_function, reconstruct
+from .recon.control import STOPPED_BY_USER
 from .recon.snapshot import Snapshot
 from .tiltseries import TiltSeries
 
@@ -89,14 +90,17 @@ def run(
     out_dir: str | Path,
     on_snapshot: Callable[[Snapshot], None] | None = None,
     checkpoint_every_s: float = 60.0,
+    control: RunControl | None = None,
 ) -> RunRecord:
     """Run ``record.method`` on ``record.series`` and write the result to ``out_dir``.
 
     Results are checkpointed at most every ``checkpoint_every_s`` seconds; on
     Ctrl-C or an error the latest volumes are written before re-raising, with
-    ``status`` saying what happened.
+    ``status`` saying what happened. ``control`` (see
+    :mod:`edxtomo.recon.control`) reports progress between snapshots and lets
+    another thread or a signal handler stop the run cleanly.
     """
-    gen = reconstruct(record.series, record.method, **record.params)
+    gen = reconstruct(record.series, record.method, control=control, **record.params)
     last_write = time.perf_counter()
     try:
         for snap in gen:
@@ -107,8 +111,9 @@ def run(
                 record.status = "running (checkpoint)"
                 write_result(record, out_dir)
                 last_write = time.perf_counter()
-        record.status = "finished" if not (record.last and record.last.stopped) else \
-            f"finished ({record.last.stopped})"
+        stopped = record.last.stopped if record.last else ""
+        record.status = (stopped if stopped == STOPPED_BY_USER
+                         else f"finished ({stopped})" if stopped else "finished")
     except KeyboardInterrupt:
         record.status = "interrupted"
         raise

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from edxtomo._napari.layers import layer_meta
+from edxtomo._napari.layers import layer_meta, method_label
 from edxtomo._napari.widgets.reconstruct_widget import ReconstructWidget, usable_methods
 
 pytestmark = pytest.mark.gui
@@ -34,12 +34,12 @@ def _wait_done(qtbot, widget, timeout=60_000):
     qtbot.waitUntil(lambda: not widget.controller.running, timeout=timeout)
 
 
-@pytest.mark.parametrize("method", ["sirt", "tv"])
+@pytest.mark.parametrize("method", ["sirt", "tv", "tv-joint"])
 def test_run_streams_layers(make_widget, qtbot, method):
     viewer, widget = make_widget(method,
                              iterations=30, snapshot_every=5)
     widget.start()
-    label = {"sirt": "SIRT", "tv": "TV"}[method]
+    label = method_label(method)
     name = f"In [{label}]"
     # Layers appear while the worker runs, then keep being updated in place.
     qtbot.waitUntil(lambda: name in viewer.layers, timeout=30_000)
@@ -100,13 +100,17 @@ def test_event_loop_stays_responsive(make_widget, qtbot, capsys):
 
 
 @pytest.mark.skipif("dipm-tv" not in usable_methods(), reason="edxtomo.recon.dip is not importable")
-def test_dipm_tv_streams(make_widget, qtbot):
-    viewer, widget = make_widget("dipm-tv",
-                             iterations=6, snapshot_every=2)
+@pytest.mark.parametrize("method, label", [("dipm-tv", "DIPm-TV"), ("dip-tv", "DIP-TV")])
+def test_deep_prior_streams(make_widget, qtbot, method, label):
+    viewer, widget = make_widget(method, iterations=6, snapshot_every=2)
     widget.start()
-    qtbot.waitUntil(lambda: "In [DIPm-TV]" in viewer.layers, timeout=60_000)
+    qtbot.waitUntil(lambda: f"In [{label}]" in viewer.layers, timeout=60_000)
     _wait_done(qtbot, widget, timeout=120_000)
-    assert widget.controller.record.last.iteration == 6
+    record = widget.controller.record
+    assert record.last.iteration == 6 and record.status == "finished"
+    for element in record.series.elements:
+        np.testing.assert_array_equal(viewer.layers[f"{element} [{label}]"].data,
+                                      record.last.volumes[element])
     # The dock's plot holds the loss terms and the held-out error, and paints them.
     assert {"data", "tv", "heldout"} <= set(widget.plot.lines)
     its, heldout = widget.plot.lines["heldout"]
