@@ -64,6 +64,7 @@ def dipm_tv(
     head: str = "lrelu2",
     weight_decay: float = 0.0,
     clip_grad: float = 1.0,
+    lr_decay: float = 1.0,
     control: RunControl | None = None,
 ) -> Iterator[Snapshot]:
     """DIPm-TV: one 3D U-Net for all elements, one output channel each.
@@ -110,6 +111,9 @@ def dipm_tv(
         Non-negative output: ``"lrelu2"``, ``"relu2"`` or ``"softplus"``.
     weight_decay, clip_grad
         AdamW weight decay and gradient-norm clipping (0: off).
+    lr_decay
+        Learning rate at ``iterations`` relative to ``lr``, reached by
+        exponential decay (1: constant).
     control
         Receives progress every iteration; a stop request ends the run after
         the current iteration with a final snapshot of the latest volumes
@@ -147,6 +151,8 @@ def _validate(p: dict) -> None:
         raise ValueError(f"tv_weight must be >= 0, got {p['tv_weight']}")
     if not p["lr"] > 0:
         raise ValueError(f"lr (learning rate) must be > 0, got {p['lr']}")
+    if not 0 < p["lr_decay"] <= 1:
+        raise ValueError(f"lr_decay must lie in (0, 1], got {p['lr_decay']}")
     if p["loss"] not in LOSSES:
         raise ValueError(f"unknown loss {p['loss']!r}: choose one of {', '.join(LOSSES)}")
     if p["warm_start"] not in WARM_STARTS:
@@ -206,6 +212,8 @@ def _run(series: TiltSeries, method: str, **p) -> Iterator[Snapshot]:
     # Mass conservation: the mean of a normalised projection is the volume's mean.
     calibrate_gain(net, noise.base, prob.meas[:, train_t].flatten(1).mean(1))
     opt = torch.optim.AdamW(net.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
+    gamma = float(p["lr_decay"]) ** (1.0 / max(1, iterations))
+    schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma) if gamma != 1.0 else None
     use_amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -261,6 +269,8 @@ def _run(series: TiltSeries, method: str, **p) -> Iterator[Snapshot]:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), float(p["clip_grad"]))
             scaler.step(opt)
             scaler.update()
+            if schedule is not None:
+                schedule.step()
             snap = None
             with torch.no_grad():
                 ema_acc.mul_(decay).add_(vol.detach(), alpha=1 - decay)
