@@ -108,6 +108,7 @@ def test_deep_prior_streams(make_widget, qtbot, method, label):
     _wait_done(qtbot, widget, timeout=120_000)
     record = widget.controller.record
     assert record.last.iteration == 6 and record.status == "finished"
+    assert "best held-out iterate" in widget.status.text()
     for element in record.series.elements:
         np.testing.assert_array_equal(viewer.layers[f"{element} [{label}]"].data,
                                       record.last.volumes[element])

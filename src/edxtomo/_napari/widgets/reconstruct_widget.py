@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
 
 from ...devices import DeviceError, resolve_device
 from ...recon import available_methods, method_function
+from ...recon.control import STOPPED_BY_USER
 from ...runner import RunRecord, clean_params
 from ...tiltseries import TiltSeriesError
 from .. import settings
@@ -254,8 +255,12 @@ class ReconstructWidget(QWidget):
         if record.history:
             self.plot.show_history(record.history, now=True)
         done = record.last.iteration if record.last else 0
-        self.status.setText(f"{method_label(record.method)} {record.status} at iteration {done}"
-                            + (f": {record.error}" if record.error else ""))
+        text = f"{method_label(record.method)} {record.status} at iteration {done}"
+        best = record.last.info.get("best_iterations") if record.last else None
+        if best and record.last.stopped != STOPPED_BY_USER:
+            text += "; shown: each element's best held-out iterate (" + ", ".join(
+                f"{e} {it}" for e, it in best.items()) + ")"
+        self.status.setText(text + (f": {record.error}" if record.error else ""))
 
 
 def _duration(seconds: float) -> str:
