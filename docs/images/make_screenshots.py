@@ -50,7 +50,7 @@ def main() -> int:
     while rec.controller.record.last is None or rec.controller.record.last.iteration < shot_at:
         wait(0.2)
     viewer.reset_view(margin=0.15)
-    viewer.camera.angles = (0, -30, 60)  # 3D: looking obliquely at the volume
+    viewer.scene.camera.angles = (0, -30, 60)  # 3D: looking obliquely at the volume
     wait(2.0)
     viewer.screenshot(str(HERE / "napari-reconstruct.png"), canvas_only=False)
     rec.stop()
