@@ -114,7 +114,7 @@ def bench_case(case: str, args: argparse.Namespace, lines: list[str], images: di
         print(f"{name:40s} {r['metrics']['mean']['psnr']:.2f} dB", flush=True)
     tv_psnr = sweep[best_w]["metrics"]["mean"]["psnr"]
     dip_common = {"iterations": args.dip_iterations, "snapshot_every": 25,
-                  "patience": args.patience}
+                  "patience": args.patience, **json.loads(args.dip_params)}
     variants = [("DIP-TV", "dip-tv", {}), ("DIPm-TV", "dipm-tv", {}),
                 ("DIPm-TV, warm start from TV", "dipm-tv", {"warm_start": "tv"}),
                 ("DIPm-TV, no held-out tilts", "dipm-tv", {"heldout": 0})]
@@ -166,6 +166,8 @@ def main() -> None:
     parser.add_argument("--memory-size", type=int, default=128, help="0 skips the memory probe")
     parser.add_argument("--memory-iterations", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--dip-params", default="{}",
+                        help='extra parameters for every deep-prior run, as JSON, e.g. \'{"lr": 0.005}\'')
     parser.add_argument("--json", help="also dump every result (curves included) to this file")
     args = parser.parse_args()
     if args.worker:
