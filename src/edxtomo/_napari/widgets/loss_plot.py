@@ -119,10 +119,13 @@ class LossPlot(QWidget):
 
     def _paint_axes(self, p: QPainter, box: QRectF, x0: float, x1: float, y0: float, y1: float) -> None:
         p.setPen(QColor("#444"))
-        for frac, x in ((0.0, x0), (0.5, (x0 + x1) / 2), (1.0, x1)):
+        # End labels align inwards so they stay inside the widget.
+        for frac, x, align in ((0.0, x0, Qt.AlignmentFlag.AlignLeft),
+                               (0.5, (x0 + x1) / 2, Qt.AlignmentFlag.AlignHCenter),
+                               (1.0, x1, Qt.AlignmentFlag.AlignRight)):
             xpx = box.left() + frac * box.width()
-            p.drawText(QRectF(xpx - 30, box.bottom() + 2, 60, 12), Qt.AlignmentFlag.AlignHCenter,
-                       f"{x:.0f}")
+            left = xpx - 60 * frac
+            p.drawText(QRectF(left, box.bottom() + 2, 60, 12), align, f"{x:.0f}")
         p.drawText(QRectF(box.left(), box.bottom() + 14, box.width(), 12),
                    Qt.AlignmentFlag.AlignHCenter, "iteration")
         for frac in (0.0, 0.5, 1.0):
