@@ -27,6 +27,9 @@ FLOAT_OPTIONS: dict[str, dict[str, float]] = {
     "tv_weight": {"min": 0.0, "max": 1e4, "step": 1e-4},
     "lr": {"min": 1e-7, "max": 1.0, "step": 1e-5},
     "relaxation": {"min": 0.01, "max": 1.99, "step": 0.05},
+    "lr_decay": {"min": 0.001, "max": 1.0, "step": 0.05},
+    "ema": {"min": 0.0, "max": 0.9999, "step": 0.001},
+    "input_jitter": {"min": 0.0, "max": 1.0, "step": 0.005},
 }
 INT_OPTIONS: dict[str, dict[str, int]] = {
     "iterations": {"min": 1, "max": 1_000_000},
