@@ -67,3 +67,16 @@ def test_control_is_not_a_reconstruction_parameter():
         assert takes_control(method)
         assert "control" not in accepted_params(method)
         assert "control" not in default_params(method)
+
+
+def test_time_left_ignores_set_up(monkeypatch):
+    import edxtomo.recon.control as control_module
+
+    now = [100.0]
+    monkeypatch.setattr(control_module.time, "perf_counter", lambda: now[0])
+    control = RunControl()
+    now[0] = 130.0  # 30 s of set-up before the first iteration
+    assert not control.step(1, 101) and control.seconds_left() is None
+    now[0] = 132.0  # then 2 s per iteration
+    control.step(2, 101)
+    assert control.seconds_left() == pytest.approx(2.0 * 99)

@@ -26,7 +26,7 @@ class RunControl:
     iteration, total
         Iterations done and planned, updated by the algorithm every iteration.
     started
-        ``time.perf_counter()`` when the control was made (for time-left estimates).
+        ``time.perf_counter()`` when the control was made.
     """
 
     def __init__(self) -> None:
@@ -34,6 +34,7 @@ class RunControl:
         self.iteration = 0
         self.total = 0
         self.started = time.perf_counter()
+        self._first: tuple[int, float] | None = None  # (iteration, time) of the first step
 
     def request_stop(self) -> None:
         """Ask the run to end after its current iteration, with a final snapshot."""
@@ -46,14 +47,21 @@ class RunControl:
     def step(self, iteration: int, total: int) -> bool:
         """Record progress; return True when the run should stop now."""
         self.iteration, self.total = int(iteration), int(total)
+        if self._first is None:
+            self._first = (self.iteration, time.perf_counter())
         return self._stop.is_set()
 
     def seconds_left(self) -> float | None:
-        """Estimated time to ``total`` at the mean pace so far (None before any progress)."""
-        if self.iteration <= 0 or self.total <= 0:
+        """Estimated time to ``total`` at the mean pace since the first iteration.
+
+        The set-up before it (building the projector, the network) is not
+        counted: it does not recur. None until two iterations were recorded.
+        """
+        if self._first is None or self.total <= 0 or self.iteration <= self._first[0]:
             return None
-        elapsed = time.perf_counter() - self.started
-        return elapsed / self.iteration * max(0, self.total - self.iteration)
+        first_it, first_t = self._first
+        pace = (time.perf_counter() - first_t) / (self.iteration - first_it)
+        return pace * max(0, self.total - self.iteration)
 
 
 def step(control: RunControl | None, iteration: int, total: int) -> bool:
