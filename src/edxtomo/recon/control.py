@@ -25,15 +25,12 @@ class RunControl:
     ----------
     iteration, total
         Iterations done and planned, updated by the algorithm every iteration.
-    started
-        ``time.perf_counter()`` when the control was made.
     """
 
     def __init__(self) -> None:
         self._stop = threading.Event()
         self.iteration = 0
         self.total = 0
-        self.started = time.perf_counter()
         self._first: tuple[int, float] | None = None  # (iteration, time) of the first step
 
     def request_stop(self) -> None:

@@ -41,12 +41,8 @@ class LossPlot(QWidget):
         self.lines = {}
         self.update()
 
-    def show_history(self, history: Sequence[Mapping[str, float]], now: bool = False) -> None:
-        """Plot every loss key of ``history``; painted with the next window repaint.
-
-        ``now`` is accepted for callers that want the final state drawn: the
-        plot is always up to date after the next paint.
-        """
+    def show_history(self, history: Sequence[Mapping[str, float]]) -> None:
+        """Plot every loss key of ``history``; painted with the next window repaint."""
         if not history:
             return
         rows = history if len(history) <= MAX_POINTS else [

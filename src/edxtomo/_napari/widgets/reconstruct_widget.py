@@ -253,7 +253,7 @@ class ReconstructWidget(QWidget):
         if record is None:
             return
         if record.history:
-            self.plot.show_history(record.history, now=True)
+            self.plot.show_history(record.history)
         done = record.last.iteration if record.last else 0
         text = f"{method_label(record.method)} {record.status} at iteration {done}"
         best = record.last.info.get("best_iterations") if record.last else None

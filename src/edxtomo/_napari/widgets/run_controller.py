@@ -7,7 +7,6 @@ volumes already shown.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,17 +26,19 @@ from ..streaming import ThrottledStreamer, VolumeStreamer
 NAPARI_PROGRESS_INTERVAL_S = 1.0
 
 
-def stoppable(gen: Iterator[Snapshot], stop: threading.Event) -> Iterator[Snapshot]:
-    """Yield from ``gen`` until ``stop`` is set, then close it on the worker thread.
+def stoppable(gen: Iterator[Snapshot], control: RunControl) -> Iterator[Snapshot]:
+    """Yield from ``gen`` until a stop is requested, then close it on the worker thread.
 
-    Checking the flag here (rather than ``worker.quit()``, which abandons the
-    generator mid-way) lets ``gen.close()`` run its own clean-up, e.g. freeing
-    GPU memory, in the thread that used it.
+    Methods that take ``control`` end themselves one iteration after the
+    request; for the others (e.g. tomopy's) this check ends the run at their
+    next snapshot. Checking here rather than with ``worker.quit()``, which
+    abandons the generator mid-way, lets ``gen.close()`` run its own clean-up,
+    e.g. freeing GPU memory, in the thread that used it.
     """
     try:
         for snap in gen:
             yield snap
-            if stop.is_set():
+            if control.stop_requested:
                 return
     finally:
         gen.close()
@@ -67,7 +68,6 @@ class RunController(QObject):
         self.interval_ms = interval_ms
         self.record: RunRecord | None = None
         self.worker: GeneratorWorker | None = None
-        self._stop = threading.Event()
         self.control: RunControl | None = None
         self._shown_iteration = 0
         self._pbar_shown = 0.0
@@ -84,7 +84,6 @@ class RunController(QObject):
         if self.running:
             raise RuntimeError("a reconstruction is already running: stop it first")
         self.record = record
-        self._stop = threading.Event()
         self.control = RunControl()
         self._shown_iteration = 0
         self._pbar_shown = 0.0
@@ -97,7 +96,7 @@ class RunController(QObject):
         self._pbar = progress(total=int(record.params.get("iterations", 0)) or None,
                               desc=f"{label} reconstruction")
         gen = reconstruct(series, record.method, control=self.control, **record.params)
-        worker = create_worker(stoppable, gen, self._stop, _start_thread=False, _ignore_errors=True)
+        worker = create_worker(stoppable, gen, self.control, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(self._on_yielded)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
@@ -113,7 +112,6 @@ class RunController(QObject):
         """
         if self.record is not None and self.running:
             self.record.status = "stopped by user"
-            self._stop.set()
             if self.control is not None:
                 self.control.request_stop()
 
