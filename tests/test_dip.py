@@ -202,7 +202,7 @@ def test_dipm_tv_beats_sirt_on_a_tiny_phantom(tiny):
 
     phantom, series = tiny
     sirt = run_to_end(reconstruct(series, "sirt", iterations=100, snapshot_every=100))
-    dip = run_to_end(dipm_tv(series, iterations=200, snapshot_every=200, widths=(16, 32, 64),
+    dip = run_to_end(dipm_tv(series, iterations=300, snapshot_every=300, widths=(16, 32, 64),
                              skip_widths=(4, 8, 16), input_channels=16, lr=4e-3, device="cpu"))
     p_sirt = compare(sirt.volumes, phantom.volumes)["mean"]["psnr"]
     p_dip = compare(dip.volumes, phantom.volumes)["mean"]["psnr"]

@@ -117,3 +117,37 @@ def test_tomopy_baseline_when_installed(small_phantom, small_series):
     ours = compare(tv.volumes, small_phantom.volumes)["mean"]["psnr"]
     theirs = compare(snap.volumes, small_phantom.volumes)["mean"]["psnr"]
     assert abs(ours - theirs) < 3  # same algorithm family, oriented by re-projection
+
+
+def _disc_and_ring(n: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """Projections (one tilt, ``n × n``) of a compact disc and of a thin ring, peak 1."""
+    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+    r = np.hypot(yy, xx)
+    disc = (r < n / 8).astype(float)
+    ring = ((r > n / 2.3 - 3) & (r < n / 2.3)).astype(float)
+    return disc, ring
+
+
+@pytest.mark.parametrize("poisson", [True, False])
+def test_tv_scale_follows_noise_at_the_signal_not_the_map_mean(poisson):
+    from edxtomo.recon.objective import element_scales, tv_scales
+
+    disc, ring = _disc_and_ring()
+    rng = np.random.default_rng(0)
+    peak = 20.0
+    clean = np.stack([disc, ring])[:, None] * peak  # (E=2, 1 tilt, ny, nx)
+    clean = np.repeat(clean, 6, axis=1)
+    if poisson:
+        data = rng.poisson(clean).astype(np.float32)
+    else:  # background-subtracted maps: same noise level, no longer whole counts
+        data = (clean + rng.normal(0, np.sqrt(peak), clean.shape)).astype(np.float32)
+    sigma = element_scales(data)
+    scales = tv_scales(data, sigma, 48**3)
+    # Same dose, same noise where each element is: about the same TV factor,
+    # although the disc's map is mostly empty and the ring's is not.
+    assert 0.7 < scales[0] / scales[1] < 1.4
+    # Twice the dose halves the relative noise variance.
+    scales2 = tv_scales(rng.poisson(2 * clean).astype(np.float32) if poisson
+                        else (2 * clean + rng.normal(0, np.sqrt(2 * peak), clean.shape)).astype(np.float32),
+                        element_scales(2 * clean), 48**3)
+    assert scales2 / scales == pytest.approx(0.5, rel=0.25)

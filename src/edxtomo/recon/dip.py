@@ -35,7 +35,7 @@ from .problem import Problem, check_common, should_snapshot
 from .snapshot import Snapshot
 from .stopping import BestIterate, split_tilts
 
-DEFAULT_TV_WEIGHT = 0.05
+DEFAULT_TV_WEIGHT = 0.02
 LOSSES = ("auto", "ls", "poisson")
 WARM_STARTS = ("none", "tv", "sirt")
 
@@ -44,7 +44,7 @@ def dipm_tv(
     series: TiltSeries,
     tv_weight: float = DEFAULT_TV_WEIGHT,
     iterations: int = 2000,
-    lr: float = 2e-3,
+    lr: float = 5e-3,
     snapshot_every: int = 50,
     device: str = "auto",
     seed: int = 0,
@@ -60,10 +60,10 @@ def dipm_tv(
     warm_iterations: int = 100,
     joint_tv: bool = False,
     input_channels: int = 32,
-    input_jitter: float = 0.01,
+    input_jitter: float = 0.02,
     head: str = "lrelu2",
     weight_decay: float = 0.0,
-    clip_grad: float = 1.0,
+    clip_grad: float = 0.0,
     lr_decay: float = 1.0,
     control: RunControl | None = None,
 ) -> Iterator[Snapshot]:

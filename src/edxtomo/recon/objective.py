@@ -19,10 +19,18 @@ Each element's TV term is therefore multiplied by
 
     tv_scale_e = (nu_e / NU_REF) · (n / N_REF)
 
-where ``nu_e`` is the noise variance of the normalised maps (Poisson:
-``mean(b_e)/sigma_e²``; otherwise estimated from pixel-to-neighbour
-differences), ``n`` the cube root of the voxel count, and the references are
-those of the 64³ core–shell phantom at 5 counts per pixel. The objective is
+where ``nu_e`` is the noise variance of the normalised maps *where the
+element is* (pixels of its lightly smoothed maps at half its peak ``sigma_e``
+or more): for Poisson counts the mean count there over ``sigma_e²``, for other
+maps an estimate from pixel-to-neighbour differences away from the features'
+edges. ``n`` the cube root of the voxel
+count, and the references are those of the 64³ core–shell phantom at 5 counts
+per pixel. Measuring the noise over the element's own features, not over the
+whole map, matters: a compact core and a thin shell recorded at the same dose
+have the same noise at their signal, but the core's map is mostly empty, so a
+whole-map mean made the core look five times less noisy than the shell and
+gave the shell five times its TV weight, while each element's best TV weight
+(swept alone) is about the same.  The objective is
 
     sum_e [ 0.5·mean(((A x_e/nz − b_e/sigma_e))²) + tv_weight · tv_scale_e · mean |∇x_e| ]
 
@@ -48,26 +56,39 @@ def element_scales(projections: np.ndarray) -> np.ndarray:
     return out
 
 
-NU_REF = 0.015
+NU_REF = 0.15
 N_REF = 64
+FEATURE_LEVEL = 0.5
 
 
 def noise_variance(projections: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """Per-element noise variance of the normalised maps ``projections / sigma``.
+    """Per-element noise variance of the normalised maps ``projections / sigma`` at the signal.
 
-    Integer-valued maps are taken as Poisson counts (variance = mean); other
-    maps (background-subtracted, rescaled) get an estimate from the residual
-    of each pixel against the mean of its four neighbours.
+    Only the pixels where the element is count: where its smoothed map is at
+    least ``FEATURE_LEVEL · sigma``. Integer-valued maps are taken as Poisson
+    counts: the variance is their mean count there. Other maps
+    (background-subtracted, rescaled) get an estimate from the residual of
+    each pixel against the mean of its four neighbours, over those pixels
+    shrunk by one pixel so that the features' edges do not pass for noise.
     """
     out = np.empty(projections.shape[0], dtype=np.float64)
     for i, stack in enumerate(projections):
         b = stack.astype(np.float64)
+        smooth = ndimage.uniform_filter(b, size=(1, 3, 3), mode="nearest")
+        where = smooth >= FEATURE_LEVEL * sigma[i]
+        if not where.any():
+            where = np.ones_like(where)
         if np.allclose(b, np.round(b)):
-            var = b.mean()
+            var = b[where].mean()
         else:
+            inner = ndimage.binary_erosion(where, structure=np.ones((1, 3, 3), bool))
+            if not inner.any():  # features thinner than three pixels
+                inner = where
             neigh = 0.25 * (b[:, :-2, 1:-1] + b[:, 2:, 1:-1] + b[:, 1:-1, :-2] + b[:, 1:-1, 2:])
             # For white noise, var(b − mean of 4 neighbours) = 1.25·var(b).
-            var = float(np.mean((b[:, 1:-1, 1:-1] - neigh) ** 2)) / 1.25
+            resid = (b[:, 1:-1, 1:-1] - neigh) ** 2 / 1.25
+            core = inner[:, 1:-1, 1:-1]
+            var = float(resid[core].mean() if core.any() else resid.mean())
         out[i] = var / sigma[i] ** 2
     return out
 
