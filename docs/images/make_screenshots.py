@@ -7,16 +7,21 @@ Uses DIPm-TV when :mod:`edxtomo.recon.dip` imports, else TV.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import napari
-from qtpy.QtWidgets import QApplication
+# The docks restore the user's last parameters; the screenshots show the defaults.
+os.environ.setdefault("EDXTOMO_SETTINGS_DIR", tempfile.mkdtemp(prefix="edxtomo-shots-"))
 
-from edxtomo._napari.widgets.export_widget import ExportWidget
-from edxtomo._napari.widgets.load_widget import LoadWidget
-from edxtomo._napari.widgets.reconstruct_widget import ReconstructWidget, usable_methods
+import napari  # noqa: E402
+from qtpy.QtWidgets import QApplication  # noqa: E402
+
+from edxtomo._napari.widgets.export_widget import ExportWidget  # noqa: E402
+from edxtomo._napari.widgets.load_widget import LoadWidget  # noqa: E402
+from edxtomo._napari.widgets.reconstruct_widget import ReconstructWidget, usable_methods  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
