@@ -162,6 +162,8 @@ def test_warm_start_and_poisson_loss_run(tiny):
         ({"warm_start": "fbp"}, "unknown warm_start"),
         ({"ema": 1.0}, "ema"),
         ({"heldout": 1}, "heldout"),
+        ({"clip_grad": -1.0}, "clip_grad must be >= 0"),
+        ({"input_jitter": -0.01}, "input_jitter must be >= 0"),
     ],
 )
 def test_bad_parameters_raise_clear_errors(tiny, params, message):

@@ -161,6 +161,9 @@ def _validate(p: dict) -> None:
         raise ValueError(f"ema must lie in [0, 1), got {p['ema']}")
     if p["patience"] is not None and int(p["patience"]) < 0:
         raise ValueError(f"patience must be >= 0 iterations or None, got {p['patience']}")
+    for name in ("clip_grad", "input_jitter", "weight_decay"):
+        if not p[name] >= 0:
+            raise ValueError(f"{name} must be >= 0 (0: off), got {p[name]}")
     if int(p["eval_every"]) < 1 or int(p["warm_iterations"]) < 0:
         raise ValueError("eval_every must be >= 1 and warm_iterations >= 0")
     dev = str(p["device"]).strip().lower()
