@@ -134,20 +134,20 @@ def test_tv_scale_follows_noise_at_the_signal_not_the_map_mean(poisson):
 
     disc, ring = _disc_and_ring()
     rng = np.random.default_rng(0)
-    peak = 20.0
-    clean = np.stack([disc, ring])[:, None] * peak  # (E=2, 1 tilt, ny, nx)
-    clean = np.repeat(clean, 6, axis=1)
-    if poisson:
-        data = rng.poisson(clean).astype(np.float32)
-    else:  # background-subtracted maps: same noise level, no longer whole counts
-        data = (clean + rng.normal(0, np.sqrt(peak), clean.shape)).astype(np.float32)
-    sigma = element_scales(data)
-    scales = tv_scales(data, sigma, 48**3)
+    clean = np.repeat(np.stack([disc, ring])[:, None] * 20.0, 6, axis=1)  # (E=2, 6 tilts, ny, nx)
+
+    def measured(expected: np.ndarray) -> np.ndarray:
+        if poisson:
+            return rng.poisson(expected).astype(np.float32)
+        # background-subtracted maps: the same noise, no longer whole counts
+        return (expected + rng.normal(0, np.sqrt(expected.max()), expected.shape)).astype(np.float32)
+
+    data = measured(clean)
+    scales = tv_scales(data, element_scales(data), 48**3)
     # Same dose, same noise where each element is: about the same TV factor,
     # although the disc's map is mostly empty and the ring's is not.
     assert 0.7 < scales[0] / scales[1] < 1.4
     # Twice the dose halves the relative noise variance.
-    scales2 = tv_scales(rng.poisson(2 * clean).astype(np.float32) if poisson
-                        else (2 * clean + rng.normal(0, np.sqrt(2 * peak), clean.shape)).astype(np.float32),
-                        element_scales(2 * clean), 48**3)
+    data2 = measured(2 * clean)
+    scales2 = tv_scales(data2, element_scales(2 * clean), 48**3)
     assert scales2 / scales == pytest.approx(0.5, rel=0.25)

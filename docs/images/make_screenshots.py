@@ -13,15 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
-# The docks restore the user's last parameters; the screenshots show the defaults.
-os.environ.setdefault("EDXTOMO_SETTINGS_DIR", tempfile.mkdtemp(prefix="edxtomo-shots-"))
+import napari
+from qtpy.QtWidgets import QApplication
 
-import napari  # noqa: E402
-from qtpy.QtWidgets import QApplication  # noqa: E402
-
-from edxtomo._napari.widgets.export_widget import ExportWidget  # noqa: E402
-from edxtomo._napari.widgets.load_widget import LoadWidget  # noqa: E402
-from edxtomo._napari.widgets.reconstruct_widget import ReconstructWidget, usable_methods  # noqa: E402
+from edxtomo._napari.settings import ENV_VAR
+from edxtomo._napari.widgets.export_widget import ExportWidget
+from edxtomo._napari.widgets.load_widget import LoadWidget
+from edxtomo._napari.widgets.reconstruct_widget import ReconstructWidget, usable_methods
 
 HERE = Path(__file__).resolve().parent
 
@@ -35,6 +33,8 @@ def wait(seconds: float) -> None:
 
 
 def main() -> int:
+    # The docks restore the user's last parameters; the screenshots show the defaults.
+    os.environ.setdefault(ENV_VAR, tempfile.mkdtemp(prefix="edxtomo-shots-"))
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1500, 950)
     load = LoadWidget(viewer)

@@ -46,11 +46,16 @@ import torch
 from scipy import ndimage
 
 
+def _lightly_smoothed(stack: np.ndarray) -> np.ndarray:
+    """3×3 in-plane mean of ``(n_angles, ny, nx)`` maps: the scale and the feature mask agree on it."""
+    return ndimage.uniform_filter(stack.astype(np.float64), size=(1, 3, 3), mode="nearest")
+
+
 def element_scales(projections: np.ndarray) -> np.ndarray:
     """Per-element signal scale ``sigma_e`` of ``(E, n_angles, ny, nx)`` maps."""
     out = np.empty(projections.shape[0], dtype=np.float64)
     for i, stack in enumerate(projections):
-        smooth = ndimage.uniform_filter(stack.astype(np.float64), size=(1, 3, 3), mode="nearest")
+        smooth = _lightly_smoothed(stack)
         q = float(np.quantile(smooth, 0.99))
         out[i] = q if q > 0 else max(float(smooth.max()), 1e-12)
     return out
@@ -74,8 +79,7 @@ def noise_variance(projections: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     out = np.empty(projections.shape[0], dtype=np.float64)
     for i, stack in enumerate(projections):
         b = stack.astype(np.float64)
-        smooth = ndimage.uniform_filter(b, size=(1, 3, 3), mode="nearest")
-        where = smooth >= FEATURE_LEVEL * sigma[i]
+        where = _lightly_smoothed(b) >= FEATURE_LEVEL * sigma[i]
         if not where.any():
             where = np.ones_like(where)
         if np.allclose(b, np.round(b)):
