@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .batch.cli import add_batch_parser, cmd_batch
+from .quantify_cli import add_quantify_parser, cmd_quantify
+from .resolution_cli import add_resolution_parser, cmd_resolution
 
 if TYPE_CHECKING:
     from .recon.control import RunControl
@@ -79,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-every", type=int, help="iterations between checkpoints/progress updates")
     p.add_argument("--config", type=Path, help="re-run from a reconstruction.json sidecar")
     _add_read_options(p)
+
+    add_batch_parser(sub)
+    add_quantify_parser(sub)
+    add_resolution_parser(sub)
 
     p = sub.add_parser("demo", help="reconstruct the built-in phantom (napari when a display exists)")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
@@ -261,7 +268,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"simulate": cmd_simulate, "extract": cmd_extract, "reconstruct": cmd_reconstruct,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "batch": cmd_batch,
+            "quantify": cmd_quantify, "resolution": cmd_resolution}
 
 
 def main(argv: list[str] | None = None) -> int:
