@@ -33,7 +33,11 @@ def _extract(qtbot, viewer, inputs, **options) -> LoadWidget:
     load.set_inputs([str(p) for p in inputs])
     qtbot.waitUntil(lambda: load.detect_worker is None, timeout=60_000)
     for name, value in options.items():
-        getattr(load, name).setText(value) if isinstance(value, str) else \
+        if name == "angles":
+            load.set_angles(value)
+        elif isinstance(value, str):
+            getattr(load, name).setText(value)
+        else:
             getattr(load, name).setValue(value)
     worker = load.extract()
     assert worker is not None
@@ -45,6 +49,7 @@ def test_load_reconstruct_export_rerun(make_napari_viewer, qtbot, map_folder, tm
     viewer = make_napari_viewer()
     load = _extract(qtbot, viewer, [map_folder])
     assert "file angles.txt" in load.angles_source.text()
+    assert load.angle_table.rowCount() == 9 and load.angle_table.item(0, 2).text() == "file angles.txt"
     assert [lyr.name for lyr in viewer.layers] == ["In [tilts]", "Se [tilts]", "S [tilts]"]
 
     rec = ReconstructWidget(viewer)
@@ -87,8 +92,9 @@ def test_load_reconstruct_export_rerun(make_napari_viewer, qtbot, map_folder, tm
 
 def test_edited_angles_reach_the_layers(make_napari_viewer, qtbot, map_folder):
     viewer = make_napari_viewer()
-    edited = ", ".join(str(a) for a in range(-44, 37, 10))
-    _extract(qtbot, viewer, [map_folder], angles=edited, bin=2)
+    edited = [float(a) for a in range(-44, 37, 10)]
+    load = _extract(qtbot, viewer, [map_folder], angles=edited, bin=2)
+    assert load.table_model.edited and "edited: 9 of 9" in load.angles_source.text()
     meta = layer_meta(viewer.layers["In [tilts]"])
     assert meta["angles"] == [float(a) for a in range(-44, 37, 10)]
     assert Path(meta["read_options"]["angles"]).is_file()  # so --config can reuse them

@@ -5,7 +5,16 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ..phantom import Phantom, acquire, make_phantom, tilt_angles
-from .layers import META_KEY, LayerDataTuple, colormap_for, series_to_layer_data
+from .layers import (
+    META_KEY,
+    UNITS,
+    VOLUME_ATTENUATION,
+    VOLUME_AXIS_LABELS,
+    VOLUME_RENDERING,
+    LayerDataTuple,
+    colormap_for,
+    series_to_layer_data,
+)
 
 SAMPLE_SIZE = 48
 SAMPLE_DOSE = 5.0
@@ -28,7 +37,8 @@ def phantom_ground_truth(size: int = SAMPLE_SIZE) -> list[LayerDataTuple]:
     ps = ph.pixel_size
     return [
         (vol, {"name": f"{el} [truth]", "colormap": colormap_for(i), "blending": "additive",
-               "rendering": "mip", "scale": (ps, ps, ps),
+               "rendering": VOLUME_RENDERING, "attenuation": VOLUME_ATTENUATION,
+               "scale": (ps, ps, ps), "units": UNITS, "axis_labels": VOLUME_AXIS_LABELS,
                "metadata": {META_KEY: {"kind": "volume", "element": el, "pixel_size_nm": ps}}},
          "image")
         for i, (el, vol) in enumerate(ph.volumes.items())

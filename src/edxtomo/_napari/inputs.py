@@ -1,6 +1,8 @@
-"""What the load widget shows before extracting: detected angles, their source, lines.
+"""What the load widget shows before extracting: the tilts, their angles and source, lines.
 
-Qt-free.  Element-map folders are answered here; spectrum images are
+Qt-free. :class:`AngleTable` is the file → angle table of the Load dock:
+one row per tilt, in the order of the files (natural name order), with the
+detected angle, the user's edit if any, and where each angle comes from.  Element-map folders are answered here; spectrum images are
 answered by :mod:`edxtomo.io.spectra` / :mod:`edxtomo.lines` when they
 offer a detection helper.
 """
@@ -29,6 +31,91 @@ class Detected:
     lines: list[str] = field(default_factory=list)
     kind: str = ""
     note: str = ""
+    tilts: list[str] = field(default_factory=list)
+
+
+#: Source shown for a row the user typed.
+EDITED = "edited"
+
+
+@dataclass
+class AngleTable:
+    """Tilt → angle rows in file order; what the table shows is what extraction uses.
+
+    Attributes
+    ----------
+    tilts
+        Row labels: file names (one spectrum image per tilt) or ``tilt k``.
+    detected
+        Detected angle per row in degrees (``None``: unknown).
+    source
+        Where the detected angles come from (one sentence for all rows).
+    edits
+        Row → angle typed by the user; a row whose edit equals its detected
+        angle is not an edit.
+    """
+
+    tilts: list[str] = field(default_factory=list)
+    detected: list[float | None] = field(default_factory=list)
+    source: str = ""
+    edits: dict[int, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_detected(cls, d: Detected) -> AngleTable:
+        """Rows of the detected tilts (labels ``tilt k`` when only angles are known)."""
+        n = max(len(d.tilts), len(d.angles))
+        tilts = list(d.tilts) or [f"tilt {k + 1}" for k in range(n)]
+        tilts += [f"tilt {k + 1}" for k in range(len(tilts), n)]
+        detected: list[float | None] = [float(a) for a in d.angles]
+        detected += [None] * (n - len(detected))
+        return cls(tilts=tilts, detected=detected, source=d.angles_source if d.angles else "")
+
+    def __len__(self) -> int:
+        return len(self.tilts)
+
+    def set_angle(self, row: int, value: float | None) -> None:
+        """Record the user's value for ``row`` (``None`` or the detected value: no edit)."""
+        det = self.detected[row]
+        if value is None or (det is not None and abs(float(value) - det) < 1e-9):
+            self.edits.pop(row, None)
+        else:
+            self.edits[row] = float(value)
+
+    def angle(self, row: int) -> float | None:
+        return self.edits.get(row, self.detected[row])
+
+    def row_source(self, row: int) -> str:
+        if row in self.edits:
+            return EDITED
+        return self.source if self.detected[row] is not None else "unknown: type the angle"
+
+    @property
+    def edited(self) -> bool:
+        return bool(self.edits)
+
+    def angles(self) -> list[float]:
+        """Angles of every row, in file order.
+
+        Raises
+        ------
+        InputError
+            When a row has no angle, naming the tilts.
+        """
+        missing = [t for k, t in enumerate(self.tilts) if self.angle(k) is None]
+        if missing:
+            shown = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
+            raise InputError(f"no tilt angle for {shown}: type one per tilt in the angle table")
+        return [float(a) for a in (self.angle(k) for k in range(len(self))) if a is not None]
+
+    def summary(self) -> str:
+        """One line for the dock: the source, and how many rows were edited."""
+        if not self.tilts:
+            return "no input read yet"
+        if self.edits:
+            rest = f"; the others from {self.source}" if self.source and \
+                len(self.edits) < len(self) else ""
+            return f"edited: {len(self.edits)} of {len(self)} tilts{rest}"
+        return self.source or "unknown: type one angle per tilt"
 
 
 def _optional(module: str, name: str):
@@ -55,6 +142,7 @@ def detect(paths: Sequence[str | Path]) -> Detected:
         if angle_file is not None:
             out.angles = [float(a) for a in read_angles(angle_file)]
             out.angles_source = f"file {angle_file.name}"
+            out.tilts = [f"tilt {k + 1}" for k in range(len(out.angles))]
         return out
     return _detect_spectra(paths)
 
@@ -67,13 +155,21 @@ def _detect_spectra(paths: list[Path]) -> Detected:
         return Detected(kind="spectrum images",
                         note="angles and lines are read from the files at extraction")
     files = expand(paths)
-    angles, source = detect_angles(paths)
     desc = describe(files[0])
     ny, nx = desc["map_shape"]
-    return Detected(angles=[float(a) for a in angles], angles_source=str(source),
-                    lines=list(desc["proposed_lines"]),
-                    kind=f"{len(files)} spectrum image(s) of {ny}×{nx} px, "
-                         f"{desc['pixel_size_nm']:.3g} nm/px")
+    out = Detected(lines=list(desc["proposed_lines"]), tilts=[f.name for f in files],
+                   kind=f"{len(files)} spectrum image(s) of {ny}×{nx} px, "
+                        f"{desc['pixel_size_nm']:.3g} nm/px")
+    try:
+        angles, source = detect_angles(paths)
+    except InputError as exc:
+        # The files are fine; only the angles are unknown: the user types them.
+        out.angles_source, out.note = "unknown: type one angle per tilt", str(exc)
+        return out
+    out.angles, out.angles_source = [float(a) for a in angles], str(source)
+    if len(angles) != len(files):  # one file holding a stack of tilts
+        out.tilts = [f"{files[0].name}[{k}]" for k in range(len(angles))]
+    return out
 
 
 def parse_angles(text: str) -> list[float]:

@@ -26,6 +26,20 @@ METHOD_LABELS = {"sirt": "SIRT", "tv": "TV", "tv-joint": "TV-joint", "dip-tv": "
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 
+#: Axis labels of tilt-series layers and of volumes (napari's dims slider shows them).
+TILT_AXIS_LABELS = ("tilt (deg)", "y", "x")
+VOLUME_AXIS_LABELS = ("z", "y", "x")
+#: Every axis in nm, the tilt axis too (its world step is the pixel size): napari
+#: drops the scale-bar unit when layers disagree on an axis's unit, and tilt
+#: stacks share their first axis with the volumes' z.
+UNITS = ("nm", "nm", "nm")
+
+#: Contrast of element volumes: from the low to the high percentile of the voxels.
+CONTRAST_PERCENTILES = (0.5, 99.8)
+#: Rendering of element volumes in 3D (napari: 'mip', 'attenuated_mip', 'iso', ...).
+VOLUME_RENDERING = "attenuated_mip"
+VOLUME_ATTENUATION = 0.5
+
 
 def method_label(method: str) -> str:
     """``"dipm-tv"`` → ``"DIPm-TV"``; unknown names pass through."""
@@ -65,8 +79,9 @@ def series_to_layer_data(series: TiltSeries, inputs: Sequence[str] = (),
             "name": tilt_layer_name(el),
             "colormap": colormap_for(i),
             "blending": "additive",
-            "scale": (1.0, ps, ps),
-            "axis_labels": ("tilt", "y", "x"),
+            "scale": (ps, ps, ps),
+            "units": UNITS,
+            "axis_labels": TILT_AXIS_LABELS,
             "metadata": {META_KEY: meta},
         }
         out.append((series.maps[el], kwargs, "image"))
@@ -128,3 +143,67 @@ def tilt_summary(angles: Sequence[float], lo: float, hi: float) -> str:
     wedge = 180.0 - (keep.max() - keep.min())
     shown = ", ".join(f"{x:g}" for x in keep)
     return (f"{keep.size} of {a.size} tilts ({shown}) deg; missing wedge {wedge:g} deg")
+
+
+def tilt_index(layer: Any, world_point: float) -> int:
+    """The tilt a tilt-series layer shows at the dims point ``world_point`` of its first axis."""
+    n = int(np.shape(layer.data)[0])
+    k = round((float(world_point) - float(layer.translate[0])) / float(layer.scale[0]))
+    return int(min(max(k, 0), n - 1))
+
+
+def current_tilt_text(viewer: Any) -> str:
+    """``"tilt 5 of 8: 0 deg (Fe [tilts])"`` for the visible tilt-series layer, in 2D; else ``""``."""
+    if viewer.dims.ndisplay != 2 or viewer.dims.ndim < 3 or 0 in viewer.dims.displayed:
+        return ""
+    layers = [lyr for lyr in viewer.layers if is_tilt_layer(lyr) and lyr.visible]
+    if not layers:
+        return ""
+    layer = layers[-1]
+    angles = layer_meta(layer).get("angles") or []
+    k = tilt_index(layer, viewer.dims.point[0])
+    if k >= len(angles):
+        return ""
+    return f"tilt {k + 1} of {len(angles)}: {angles[k]:g} deg ({layer.name})"
+
+
+def robust_contrast(volume: np.ndarray, percentiles: tuple[float, float] = CONTRAST_PERCENTILES,
+                    max_samples: int = 200_000) -> tuple[float, float]:
+    """Contrast limits from percentiles of the voxels (a strided sample of large volumes).
+
+    A few bright voxels (or a floor over the whole cube) no longer decide the
+    contrast as ``(0, max)`` does. Always ``lo < hi``.
+    """
+    flat = np.asarray(volume).reshape(-1)
+    if flat.size > max_samples:
+        flat = flat[:: flat.size // max_samples + 1]
+    flat = flat[np.isfinite(flat)]
+    if flat.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(flat, percentiles))
+    lo = max(lo, 0.0) if float(flat.min()) >= 0 else lo
+    if not hi > lo:
+        hi = float(flat.max())
+    if not hi > lo:
+        hi = lo + 1.0
+    return lo, hi
+
+
+def volume_shape_text(ny: int, nx: int, nz: int | None, pixel_size: float) -> str:
+    """``"volume 256 x 64 x 64 voxels (z, y, x) = 3296 x 824 x 824 nm"``."""
+    nz = nx if nz is None else int(nz)
+    return (f"volume {nz} x {ny} x {nx} voxels (z, y, x) = "
+            f"{nz * pixel_size:.4g} x {ny * pixel_size:.4g} x {nx * pixel_size:.4g} nm")
+
+
+def element_legend(layers: Sequence[Any]) -> list[tuple[str, str]]:
+    """``[(element, colour hex)]`` of visible element volumes, in layer order."""
+    out = []
+    for layer in layers:
+        meta = layer_meta(layer)
+        if meta.get("kind") != "volume" or not layer.visible:
+            continue
+        colour = layer.colormap.colors[-1]
+        hexcol = "#" + "".join(f"{int(round(c * 255)):02x}" for c in colour[:3])
+        out.append((str(meta.get("element") or layer.name), hexcol))
+    return out

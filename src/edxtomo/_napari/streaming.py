@@ -18,7 +18,17 @@ import numpy as np
 from qtpy.QtCore import QObject, QTimer
 
 from ..recon.snapshot import Snapshot
-from .layers import META_KEY, colormap_for, layer_meta, volume_layer_name
+from .layers import (
+    META_KEY,
+    UNITS,
+    VOLUME_ATTENUATION,
+    VOLUME_AXIS_LABELS,
+    VOLUME_RENDERING,
+    colormap_for,
+    layer_meta,
+    robust_contrast,
+    volume_layer_name,
+)
 
 #: Head-room when the contrast must widen, so it does not widen at every snapshot.
 CONTRAST_HEADROOM = 1.25
@@ -67,6 +77,7 @@ class VolumeStreamer:
         self.run_info = run_info
         self.applied = 0
         self._switched_3d = False
+        self._hid_others = False
 
     def layer_for(self, element: str, volume: np.ndarray, final: bool = True) -> Any:
         name = volume_layer_name(element, self.method)
@@ -85,22 +96,35 @@ class VolumeStreamer:
             else:
                 layer.data = volume
             return layer
-        hi = float(volume.max()) or 1.0
         idx = self.elements.index(element) if element in self.elements else len(self.elements)
         ps = self.pixel_size
         return self.viewer.add_image(
             volume, name=name, colormap=colormap_for(idx), blending="additive",
-            rendering="mip", scale=(ps, ps, ps), contrast_limits=(0.0, hi),
-            metadata={META_KEY: meta},
+            rendering=VOLUME_RENDERING, attenuation=VOLUME_ATTENUATION, scale=(ps, ps, ps),
+            units=UNITS, axis_labels=VOLUME_AXIS_LABELS,
+            contrast_limits=robust_contrast(volume), metadata={META_KEY: meta},
         )
 
     @staticmethod
     def widen_contrast(layer: Any, volume: np.ndarray) -> None:
-        """Widen (never narrow) the contrast so a brightening volume does not flicker."""
+        """Widen (never narrow) the contrast to the volume's robust range, so it does not flicker.
+
+        The limits follow the high percentile of the voxels (not the maximum,
+        which a few hot voxels or an early fog would decide), with head-room
+        so they do not move at every snapshot.
+        """
         lo, hi = layer.contrast_limits
-        vmax = float(volume.max())
-        if vmax > hi:
-            layer.contrast_limits = (lo, vmax * CONTRAST_HEADROOM)
+        new_lo, new_hi = robust_contrast(volume)
+        if new_hi > hi:
+            layer.contrast_limits = (min(lo, new_lo), new_hi * CONTRAST_HEADROOM)
+
+    def _hide_other_runs(self) -> None:
+        # One run's volumes at a time: earlier runs' layers would add on top.
+        for layer in self.viewer.layers:
+            meta = layer_meta(layer)
+            if "run" in meta and meta["run"] is not self.run_info.get("run"):
+                layer.visible = False
+        self._hid_others = True
 
     def _switch_to_3d(self) -> None:
         # A (tilt, y, x) stack rendered as a volume would hide the reconstruction.
@@ -113,6 +137,8 @@ class VolumeStreamer:
 
     def apply(self, snap: Snapshot) -> None:
         """Show ``snap``'s volumes (main thread only)."""
+        if not self._hid_others:
+            self._hide_other_runs()
         for element, volume in snap.volumes.items():
             layer = self.layer_for(element, volume, final=snap.final)
             self.widen_contrast(layer, volume)
