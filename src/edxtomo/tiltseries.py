@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 
-class TiltSeriesError(ValueError):
+
+class TiltSeriesError(InputError):
     """A tilt series is inconsistent or unusable; the message says why."""
 
 
@@ -77,23 +79,27 @@ class TiltSeries:
             )
         if not (np.isfinite(self.pixel_size) and self.pixel_size > 0):
             self._fail(f"pixel size must be a positive number of nm, got {self.pixel_size}")
-        shape = None
         for element, stack in self.maps.items():
             if stack.ndim != 3:
                 self._fail(
                     f"element {element!r}: expected a stack (n_angles, ny, nx), got shape {stack.shape}"
                 )
-            if stack.shape[0] != self.angles.size:
+        shapes = [s.shape for s in self.maps.values()]
+        # The odd one out is blamed, not whichever element happens to come second.
+        common = max(shapes, key=lambda sh: (shapes.count(sh), sh[0] == self.angles.size))
+        for element, stack in self.maps.items():
+            if stack.shape[0] != self.angles.size and stack.shape[1:] == common[1:]:
                 self._fail(
                     f"element {element!r} has {stack.shape[0]} maps but there are "
                     f"{self.angles.size} tilt angles"
                 )
-            if shape is None:
-                shape = stack.shape
-            elif stack.shape != shape:
+            if stack.shape != common:
                 self._fail(
-                    f"element {element!r} has shape {stack.shape}, others have {shape}"
+                    f"element {element!r} has shape {stack.shape}, the other elements {common}"
                 )
+        if common[0] != self.angles.size:
+            self._fail(f"the maps hold {common[0]} tilts but there are {self.angles.size} tilt angles")
+        for element, stack in self.maps.items():
             if not np.all(np.isfinite(stack)):
                 self._fail(f"element {element!r} contains NaN or inf values")
             if np.any(stack < 0):

@@ -6,14 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from .atomic import write_atomic
+from .vocabulary import ANGLE_FILE_NAMES, ANGLE_SUFFIXES
 
-ANGLE_FILE_NAMES = ("angles.txt", "angles.rawtlt", "angles.tlt")
-ANGLE_SUFFIXES = (".rawtlt", ".tlt")
-
-
-class InputError(ValueError):
-    """Input files are missing, unreadable or inconsistent; the message names the file."""
+__all__ = ["ANGLE_FILE_NAMES", "ANGLE_SUFFIXES", "InputError", "find_angle_file", "read_angles",
+           "write_angles"]
 
 
 def read_angles(path: str | Path) -> np.ndarray:

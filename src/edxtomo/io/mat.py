@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tiltseries import TiltSeries, TiltSeriesError
+from ..errors import InputError
+from ..tiltseries import TiltSeries
 from .angle_sources import natural_key, resolve_angles
-from .angles import InputError
 from .stacks import channel_names, infer_axes, to_acyx
 
 
@@ -116,9 +116,6 @@ def read_mat_series(
                      "variable": var, "axes": axes, "axes_source": how_axes,
                      "channels": els, "channel_names": how_names, "angles_source": source,
                      "angle_order": "natural order of the file names" if per_tilt else "stack order"}}
-    try:
-        return TiltSeries(maps={el: acyx[:, i] for i, el in enumerate(els)}, angles=values,
-                          pixel_size=pixel_size or 1.0, lines=lines, provenance=prov,
-                          source=str(files[0].parent if per_tilt else files[0]))
-    except TiltSeriesError as exc:
-        raise InputError(str(exc)) from exc
+    return TiltSeries(maps={el: acyx[:, i] for i, el in enumerate(els)}, angles=values,
+                      pixel_size=pixel_size or 1.0, lines=lines, provenance=prov,
+                      source=str(files[0].parent if per_tilt else files[0]))

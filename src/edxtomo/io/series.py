@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from ..errors import InputError
 from ..tiltseries import TiltSeries
-from .angles import InputError
 from .maps import is_map_folder, read_map_folder
-
-_MAP_STACK_SUFFIXES = (".tif", ".tiff")
+from .options import ReadOptions
+from .vocabulary import MAT_SUFFIXES, SPECTRUM_SUFFIXES, TIFF_SUFFIXES, folder_contents, has_glob
 
 
 def input_kind(inputs: Sequence[str | Path] | str | Path) -> str:
@@ -21,19 +22,19 @@ def input_kind(inputs: Sequence[str | Path] | str | Path) -> str:
     if not paths:
         raise InputError("no input given")
     for p in paths:
-        if not p.exists() and not any(ch in str(p) for ch in "*?["):
+        if not p.exists() and not has_glob(p):
             raise InputError(f"{p}: no such file or folder")
     if len(paths) == 1 and is_map_folder(paths[0]):
         return "map_folder"
     suffixes = {p.suffix.lower() for p in paths}
     if len(paths) == 1 and paths[0].is_dir():
         suffixes = {f.suffix.lower() for f in paths[0].iterdir() if f.is_file()}
-        if ".mat" in suffixes and not suffixes & {".bcf", ".emd", ".hspy", ".zspy", ".rpl", ".pts", ".spd"}:
+        if set(MAT_SUFFIXES) & suffixes and not suffixes & set(SPECTRUM_SUFFIXES):
             return "mat"
         return "spectra"
-    if suffixes == {".mat"}:
+    if suffixes <= set(MAT_SUFFIXES):
         return "mat"
-    if len(paths) == 1 and suffixes <= set(_MAP_STACK_SUFFIXES):
+    if len(paths) == 1 and suffixes <= set(TIFF_SUFFIXES):
         return "stack"
     if len(paths) == 1 and suffixes <= {".hspy", ".zspy"} and _is_map_stack(paths[0]):
         return "stack"
@@ -67,6 +68,12 @@ def read_series(
     background: bool | Mapping[str, Sequence[float]] = False,
     normalise: Literal["total", "live_time"] | None = None,
     align_reference: Literal["auto", "haadf", "maps"] = "auto",
+    skip_bad: bool = False,
+    min_tilts: int = 1,
+    options: ReadOptions | None = None,
+    tilt_axis: str | float | None = None,
+    refine: int | None = None,
+    tilt_gains: Literal["counts", "gains"] | None = None,
 ) -> TiltSeries:
     """Read element maps or spectrum images into a tilt series.
 
@@ -95,12 +102,40 @@ def read_series(
         Channel names and axis letters of .mat and stack files.
     integration_windows, background, normalise
         Line extraction settings, see :func:`edxtomo.io.spectra.read_spectrum_series`.
+    skip_bad
+        Go on without spectrum images that are damaged or truncated; they
+        are listed in ``provenance["read"]["skipped"]``.
+    min_tilts
+        Refuse a series of fewer tilts (the command line and the napari
+        reader ask for 2: one tilt is no tomography).
+    options
+        A :class:`~edxtomo.io.options.ReadOptions`; its values replace the
+        keyword arguments above.
+    tilt_axis, refine, tilt_gains
+        Full alignment (:func:`edxtomo.alignment.align_tilt_series`) instead
+        of the translational one when any is given: in-plane tilt-axis angle
+        (``"auto"`` or degrees), projection-matching rounds, per-tilt gains
+        (``"counts"`` or ``"gains"``).
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable, damaged or inconsistent inputs (the message
+        names the file); :class:`~edxtomo.errors.DamagedFileError` for a
+        damaged or truncated file.
     """
+    if options is not None:
+        return read_series(inputs, progress=progress, elements=elements, min_tilts=min_tilts,
+                           integration_windows=integration_windows, **options.reader_kwargs())
+    if isinstance(bin_factor, bool) or int(bin_factor) != bin_factor or bin_factor < 1:
+        raise InputError(f"binning factor must be a whole number >= 1, got {bin_factor!r}")
     kind = input_kind(inputs)
     paths = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     user = {"angles": angles, "angles_file": angles_file, "angle_start": angle_start,
             "angle_step": angle_step}
     haadf: np.ndarray | None = None
+    if kind in ("spectra", "mat") and len(paths) == 1 and Path(paths[0]).is_dir():
+        _report_ignored(Path(paths[0]), kind)
     if kind == "map_folder":
         series = read_map_folder(paths[0], angles_file=angles_file)
         if angles is not None or angle_start is not None:
@@ -120,18 +155,38 @@ def read_series(
 
         series, haadf = load_spectrum_series(
             paths, lines=lines, integration_windows=integration_windows, background=background,
-            normalise=normalise, progress=progress, **user)
+            normalise=normalise, progress=progress, skip_bad=skip_bad, **user)
     if bin_factor != 1:
         series = series.bin(bin_factor)
         if haadf is not None:
             from .spectra import _bin
 
             haadf = _bin(haadf, bin_factor)
-    if align:
+    if tilt_axis is not None or refine is not None or tilt_gains is not None:
+        from ..alignment.command import settings_from
+        from ..alignment.pipeline import align_tilt_series
+
+        series = align_tilt_series(series, settings_from(tilt_axis, refine, tilt_gains))
+    elif align:
         from ..align import align_series
 
         if align_reference == "haadf" and haadf is None:
             raise InputError("alignment on HAADF images asked for, but not every file has one")
         reference = haadf if align_reference in ("auto", "haadf") else None
         series = align_series(series, reference=reference)
+    if series.n_angles < min_tilts:
+        raise InputError(f"{series.source}: {series.n_angles} tilt(s); a tilt series needs at least "
+                         f"{min_tilts} (give all the files of the series, or their folder)")
     return series
+
+
+def _report_ignored(folder: Path, kind: str) -> None:
+    """Say which files of a mixed folder are read and which are not."""
+    contents = folder_contents(folder)
+    read_kind = {"map_folder": "maps", "spectra": "spectra", "mat": "mat"}[kind]
+    others = [p.name for k in ("maps", "spectra", "mat") if k != read_kind for p in contents[k]]
+    if others:
+        what = {"maps": "element maps", "spectra": "spectrum images", "mat": "MATLAB maps"}[read_kind]
+        warnings.warn(f"{folder}: reading the {what} ({len(contents[read_kind])} file(s)); ignored "
+                      f"{', '.join(others[:6])}{', ...' if len(others) > 6 else ''} (give files "
+                      "as inputs to read those instead)", UserWarning, stacklevel=3)

@@ -7,16 +7,19 @@ HAADF image, for alignment) are kept.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from ..errors import DamagedFileError, InputError
 from ..lines import LineError, LineWindow, extract_line_maps, line_windows, resolve_lines
-from ..tiltseries import TiltSeries, TiltSeriesError
+from ..tiltseries import TiltSeries
 from .angle_sources import resolve_angles
-from .angles import InputError
+from .damage import check_container
+from .isolated import IsolatedReader
 from .spectrum_files import OpenedFile, expand_inputs, open_spectrum_image
 
 Progress = Callable[[int, int, str], None]
@@ -68,6 +71,46 @@ def detect_angles(inputs: Sequence[str | Path] | str | Path, **user: Any) -> tup
     return resolve_angles(files, metadata=tilts, **user)
 
 
+def _read_tilt(path: Path, lines: Sequence[str] | None, chosen: list[str] | None,
+               integration_windows: float | Mapping[str, Sequence[float]],
+               background: bool | Mapping[str, Sequence[float]], normalise: Normalise,
+               cutoff: float | None) -> tuple[dict[str, Any], list[str], list[LineWindow], float | None]:
+    """Open one spectrum image and extract its line maps (run in a child process)."""
+    opened = open_spectrum_image(path, cutoff_kev=cutoff)
+    eds, haadf = opened.eds, opened.haadf
+    try:
+        first = chosen is None
+        if chosen is None:
+            chosen = resolve_lines(eds, lines)
+        windows = line_windows(eds, chosen, integration_windows=integration_windows,
+                               background=background)
+    except LineError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    if first:
+        _warn_unlisted(path, eds, chosen)
+    if normalise != "total" and eds.axes_manager.signal_axes[0].units == "keV":
+        ends = [max(w.integration[1], *(w.background or (0,))) for w in windows]
+        cutoff = max(ends) + _CUTOFF_MARGIN_KEV
+    maps, total, clipped = extract_line_maps(eds, windows, with_total=normalise == "total")
+    live = opened.live_time()
+    if normalise == "live_time" and not live:
+        raise InputError(f"{path}: no live time in the metadata; normalise by 'total' counts instead")
+    row = {"file": path.name, "path": path, "shape": tuple(eds.axes_manager.navigation_shape[::-1]),
+           "maps": maps, "total": total, "live_time": live, "tilt_alpha": opened.tilt_alpha(),
+           "haadf": haadf, "pixel": opened.pixel_size_nm(), "clipped": clipped,
+           "windows": [w.as_dict() for w in windows]}
+    return row, chosen, windows, cutoff
+
+
+def _warn_unlisted(path: Path, eds: Any, chosen: Sequence[str]) -> None:
+    listed = set(eds.metadata.get_item("Sample.elements", []) or [])
+    unlisted = [ln for ln in chosen if listed and ln.split("_")[0] not in listed]
+    if unlisted:
+        warnings.warn(f"{path}: the file does not list the element(s) of {', '.join(unlisted)} "
+                      f"(it lists {', '.join(sorted(listed))}); their maps may be background only",
+                      UserWarning, stacklevel=2)
+
+
 def load_spectrum_series(
     inputs: Sequence[str | Path] | str | Path,
     *,
@@ -81,59 +124,129 @@ def load_spectrum_series(
     normalise: Normalise = None,
     bin_factor: int = 1,
     progress: Progress | None = None,
+    skip_bad: bool = False,
+    isolate: bool = True,
 ) -> tuple[TiltSeries, np.ndarray | None]:
     """Like :func:`read_spectrum_series`, also returning the HAADF stack (or ``None``).
 
     The HAADF stack ``(n_angles, ny, nx)`` is sorted and binned like the maps;
-    it is ``None`` unless every file holds a HAADF image.
+    it is ``None`` unless every file holds a HAADF image. Every file's
+    container is checked first (:func:`edxtomo.io.damage.check_container`)
+    and, with ``isolate``, each file of a multi-file series is parsed in a
+    child process so that a reader crash is reported as a damaged file.
+    With ``skip_bad``, damaged files are left out and listed in
+    ``provenance["read"]["skipped"]``.
     """
     files = expand_inputs(inputs)
-    n_total = len(files)
+    if len(files) == 1:
+        check_container(files[0])
+        return _load_single_file(files, lines=lines, integration_windows=integration_windows,
+                                 background=background, normalise=normalise, bin_factor=bin_factor,
+                                 progress=progress, user=dict(angles_file=angles_file, angles=angles,
+                                                              angle_start=angle_start,
+                                                              angle_step=angle_step))
+    user = dict(angles_file=angles_file, angles=angles, angle_start=angle_start, angle_step=angle_step)
     rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
     chosen: list[str] | None = None
     windows0: list[LineWindow] | None = None
     cutoff = None
+    reader = IsolatedReader() if isolate else None
+    try:
+        for k, path in enumerate(files):
+            args = (path, lines, chosen, integration_windows, background, normalise, cutoff)
+            try:
+                check_container(path)
+                row, chosen, windows, cutoff = (reader.call(path, _read_tilt, *args) if reader
+                                                else _read_tilt(*args))
+            except DamagedFileError as exc:
+                if not skip_bad:
+                    raise
+                skipped.append({"file": str(path), "reason": exc.detail})
+                warnings.warn(f"skipped {exc}", UserWarning, stacklevel=2)
+                continue
+            if rows and row["shape"] != rows[0]["shape"]:
+                shape, first = row["shape"], rows[0]
+                raise InputError(f"{path}: maps are {shape[0]}x{shape[1]} px but {first['file']} has "
+                                 f"{first['shape'][0]}x{first['shape'][1]}; all tilts must have one shape")
+            windows0 = windows0 or windows
+            rows.append(row)
+            if progress is not None:
+                progress(k + 1, len(files), f"{path.name}: {', '.join(w.line for w in windows)}")
+    finally:
+        if reader is not None:
+            reader.close()
+    if len(rows) < 2:
+        raise InputError(f"{files[0].parent}: {len(rows)} readable tilt(s) of {len(files)} files "
+                         f"({len(skipped)} damaged); a tilt series needs at least 2")
+    assert chosen is not None and windows0 is not None
+    if skipped:
+        # Explicit angles were given for every file: keep those of the files read.
+        user = _drop_skipped_angles(user, files, skipped)
+    return _assemble([r["path"] for r in rows], rows, chosen, windows0, None, user,
+                     normalise=normalise, bin_factor=bin_factor,
+                     settings={"integration_windows": integration_windows,
+                               "background": bool(background), "skipped": skipped})
+
+
+def _drop_skipped_angles(user: dict[str, Any], files: list[Path],
+                         skipped: list[dict[str, str]]) -> dict[str, Any]:
+    from .angles import read_angles
+
+    values = user.get("angles")
+    if user.get("angles_file") is not None:
+        values = read_angles(user["angles_file"])
+    elif user.get("angle_start") is not None:
+        from .angle_sources import angles_from_start_step
+
+        values = angles_from_start_step(len(files), user["angle_start"], user["angle_step"])
+    if values is None:
+        return user  # angles from metadata or names: per file, so nothing to drop
+    if len(values) != len(files):
+        raise InputError(f"{len(values)} angles given for {len(files)} files")
+    bad = {s["file"] for s in skipped}
+    kept = [float(a) for a, f in zip(values, files, strict=True) if str(f) not in bad]
+    return {"angles": kept, "angles_file": None, "angle_start": None, "angle_step": None}
+
+
+def _load_single_file(files: list[Path], *, lines: Sequence[str] | None,
+                      integration_windows: float | Mapping[str, Sequence[float]],
+                      background: bool | Mapping[str, Sequence[float]], normalise: Normalise,
+                      bin_factor: int, progress: Progress | None, user: dict[str, Any],
+                      ) -> tuple[TiltSeries, np.ndarray | None]:
+    """One file: a stack of spectrum images (one per tilt), or a single tilt (refused later)."""
+    rows: list[dict[str, Any]] = []
+    chosen: list[str] | None = None
+    windows0: list[LineWindow] | None = None
     stack_file: OpenedFile | None = None
+    n_total = 1
     for k, (label, path, opened, eds, haadf) in enumerate(_tilts(files)):
-        if opened is None:
-            opened = open_spectrum_image(path, cutoff_kev=cutoff)
-            eds, haadf = opened.eds, opened.haadf
-        elif eds is not opened.eds:
+        if eds is not opened.eds:
             stack_file, n_total = opened, opened.eds.axes_manager.navigation_shape[2]
         try:
             if chosen is None:
                 chosen = resolve_lines(eds, lines)
+                _warn_unlisted(path, eds, chosen)
             windows = line_windows(eds, chosen, integration_windows=integration_windows,
                                    background=background)
         except LineError as exc:
             raise InputError(f"{path}: {exc}") from exc
-        if windows0 is None:
-            windows0 = windows
-            if normalise != "total" and eds.axes_manager.signal_axes[0].units == "keV":
-                ends = [max(w.integration[1], *(w.background or (0,))) for w in windows]
-                cutoff = max(ends) + _CUTOFF_MARGIN_KEV
-        shape = tuple(eds.axes_manager.navigation_shape[::-1])
-        if rows and shape != rows[0]["shape"]:
-            raise InputError(f"{path}: maps are {shape[0]}x{shape[1]} px but {rows[0]['file']} has "
-                             f"{rows[0]['shape'][0]}x{rows[0]['shape'][1]}; all tilts must have one shape")
+        windows0 = windows0 or windows
         maps, total, clipped = extract_line_maps(eds, windows, with_total=normalise == "total")
         live = opened.live_time()
         if normalise == "live_time" and not live:
             raise InputError(f"{path}: no live time in the metadata; normalise by 'total' counts instead")
-        rows.append({"file": label, "path": path, "shape": shape, "maps": maps, "total": total,
-                     "live_time": live, "tilt_alpha": opened.tilt_alpha(), "haadf": haadf,
-                     "pixel": opened.pixel_size_nm(), "clipped": clipped,
+        rows.append({"file": label, "path": path, "shape": tuple(eds.axes_manager.navigation_shape[::-1]),
+                     "maps": maps, "total": total, "live_time": live, "tilt_alpha": opened.tilt_alpha(),
+                     "haadf": haadf, "pixel": opened.pixel_size_nm(), "clipped": clipped,
                      "windows": [w.as_dict() for w in windows]})
-        del eds, haadf, opened
         if progress is not None:
-            progress(k + 1, n_total, f"{label}: {', '.join(f'{w.line}' for w in windows)}")
+            progress(k + 1, n_total, f"{label}: {', '.join(w.line for w in windows)}")
     assert chosen is not None and windows0 is not None
-    return _assemble(files, rows, chosen, windows0, stack_file,
-                     dict(angles_file=angles_file, angles=angles, angle_start=angle_start,
-                          angle_step=angle_step),
+    return _assemble(files, rows, chosen, windows0, stack_file, user,
                      normalise=normalise, bin_factor=bin_factor,
                      settings={"integration_windows": integration_windows,
-                               "background": bool(background)})
+                               "background": bool(background), "skipped": []})
 
 
 def _assemble(files: list[Path], rows: list[dict[str, Any]], chosen: list[str],
@@ -185,12 +298,9 @@ def _assemble(files: list[Path], rows: list[dict[str, Any]], chosen: list[str],
         "pixel_size": rows[0]["pixel"][1],
         "tilt_alpha_metadata": [r["tilt_alpha"] for r in rows],
     }}
-    try:
-        series = TiltSeries(maps=maps, angles=values, pixel_size=pixel_size,
-                            lines={w.element: w.line for w in windows0}, provenance=provenance,
-                            source=str(files[0].parent if len(files) > 1 else files[0]))
-    except TiltSeriesError as exc:
-        raise InputError(str(exc)) from exc
+    series = TiltSeries(maps=maps, angles=values, pixel_size=pixel_size,
+                        lines={w.element: w.line for w in windows0}, provenance=provenance,
+                        source=str(files[0].parent if len(files) > 1 else files[0]))
     haadf = None
     if all(r["haadf"] is not None for r in rows):
         haadf = np.stack([r["haadf"] for r in rows]).astype(np.float32)

@@ -7,8 +7,9 @@ the HAADF image), and turns reader failures into errors that name the file.
 
 from __future__ import annotations
 
-import glob
+import struct
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DamagedFileError, InputError
 from .angle_sources import natural_key
-from .angles import InputError
+from .vocabulary import SPECTRUM_SUFFIXES, expand_paths
 
-#: Suffixes RosettaSciIO reads as EDS spectra (a single spectrum is rejected later).
-SPECTRUM_SUFFIXES = (".bcf", ".emd", ".hspy", ".zspy", ".rpl", ".msa", ".pts", ".spd", ".spx")
 _IMAGE_TITLES = ("HAADF", "ADF", "DF", "BF")
 
 
@@ -65,27 +65,7 @@ def expand_inputs(inputs: Sequence[str | Path] | str | Path) -> list[Path]:
     InputError
         Nothing found, a missing file, or files of more than one format.
     """
-    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    if not items:
-        raise InputError("no input given")
-    files: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if any(ch in str(item) for ch in "*?["):
-            found = [Path(f) for f in glob.glob(str(item))]
-            if not found:
-                raise InputError(f"{item}: the pattern matches no file")
-            files += [f for f in found if f.is_file()]
-        elif p.is_dir():
-            found = [f for f in p.iterdir() if f.is_file() and f.suffix.lower() in SPECTRUM_SUFFIXES]
-            if not found:
-                raise InputError(f"{p}: no spectrum images ({', '.join(SPECTRUM_SUFFIXES)}) in the folder")
-            files += found
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise InputError(f"{p}: no such file or folder")
-    unique = sorted({f.absolute(): f for f in files}.values(), key=natural_key)
+    unique = sorted(expand_paths(inputs, SPECTRUM_SUFFIXES, "spectrum images"), key=natural_key)
     kinds: dict[str, list[str]] = {}
     for f in unique:
         kinds.setdefault(f.suffix.lower(), []).append(f.name)
@@ -97,6 +77,10 @@ def expand_inputs(inputs: Sequence[str | Path] | str | Path) -> list[Path]:
     return unique
 
 
+#: Exceptions RosettaSciIO's readers raise on a cut or corrupted file.
+_DAMAGE = (StopIteration, EOFError, struct.error, zlib.error, OSError, IndexError, UnicodeDecodeError)
+
+
 def _load(path: Path, **reader_kwargs: Any) -> list:
     import hyperspy.api as hs
 
@@ -104,6 +88,8 @@ def _load(path: Path, **reader_kwargs: Any) -> list:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             loaded = hs.load(path, lazy=True, **reader_kwargs)
+    except _DAMAGE as exc:
+        raise DamagedFileError(path, f"{type(exc).__name__} in the reader: {exc}") from None
     except Exception as exc:  # readers raise anything from struct.error to KeyError
         raise InputError(f"{path}: cannot read the file ({type(exc).__name__}: {exc})") from exc
     return loaded if isinstance(loaded, list) else [loaded]

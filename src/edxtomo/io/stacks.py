@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from ..tiltseries import TiltSeries, TiltSeriesError
+from ..errors import DamagedFileError, InputError
+from ..tiltseries import TiltSeries
 from .angle_sources import resolve_angles
-from .angles import InputError
+from .damage import check_tiff
+from .vocabulary import ELEMENT_FILE as _ELEMENT
+from .vocabulary import STACK_SUFFIXES
 
-STACK_SUFFIXES = (".tif", ".tiff", ".hspy", ".zspy")
 _DEG = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(?:deg|°)?\s*$", re.IGNORECASE)
-_ELEMENT = re.compile(r"^(?P<el>[A-Z][a-z]?)(?:_(?P<line>[A-Za-z0-9]+))?$")
 
 
 def infer_axes(shape: Sequence[int], *, has_angle_axis: bool = True) -> str:
@@ -103,12 +104,15 @@ def _read_tiff(path: Path) -> _Read:
 
     try:
         with tifffile.TiffFile(path) as tif:
+            check_tiff(tif, path)
             series = tif.series[0]
             data, file_axes = series.asarray(), series.axes
             ij = tif.imagej_metadata or {}
             size = _pixel_size_from_tiff(tif)
+    except DamagedFileError:
+        raise
     except Exception as exc:  # tifffile raises many types for damaged files
-        raise InputError(f"{path}: cannot read as TIFF ({exc})") from exc
+        raise InputError(f"{path}: cannot read as TIFF; the file is damaged or not a TIFF ({exc})") from exc
     axes = None
     if file_axes and len(file_axes) == data.ndim and not set(file_axes) <= set("QIYX"):
         mapped = "".join("A" if a in "ZTIQ" else a for a in file_axes.replace("S", "C"))
@@ -179,9 +183,6 @@ def read_stack(path: str | Path, *, elements: Sequence[str] | None = None, axes:
         values, source = resolve_angles([path], n=n_angles, **explicit)
     prov = {"read": {"kind": "map stack", "file": str(path), "axes": axes, "axes_source": how_axes,
                      "channels": els, "channel_names": how_names, "angles_source": source}}
-    try:
-        return TiltSeries(maps={el: acyx[:, i] for i, el in enumerate(els)}, angles=values,
-                          pixel_size=pixel_size or size or 1.0, lines=lines, provenance=prov,
-                          source=str(path))
-    except TiltSeriesError as exc:
-        raise InputError(str(exc)) from exc
+    return TiltSeries(maps={el: acyx[:, i] for i, el in enumerate(els)}, angles=values,
+                      pixel_size=pixel_size or size or 1.0, lines=lines, provenance=prov,
+                      source=str(path))
