@@ -20,7 +20,7 @@ import csv
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ class Composition:
         }
 
 
-@lru_cache(maxsize=None)
+@cache
 def atomic_mass(element: str) -> float:
     """Standard atomic weight of ``element`` (g/mol) from exspy's element database."""
     import warnings
