@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .batch.cli import add_batch_parser, cmd_batch
+from .quantify_cli import add_quantify_parser, cmd_quantify
+from .resolution_cli import add_resolution_parser, cmd_resolution
 
 if TYPE_CHECKING:
     from .recon.control import RunControl
@@ -82,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_read_options(p)
 
     add_batch_parser(sub)
+    add_quantify_parser(sub)
+    add_resolution_parser(sub)
 
     p = sub.add_parser("demo", help="reconstruct the built-in phantom (napari when a display exists)")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
@@ -264,7 +268,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"simulate": cmd_simulate, "extract": cmd_extract, "reconstruct": cmd_reconstruct,
-            "demo": cmd_demo, "batch": cmd_batch}
+            "demo": cmd_demo, "batch": cmd_batch,
+            "quantify": cmd_quantify, "resolution": cmd_resolution}
 
 
 def main(argv: list[str] | None = None) -> int:
