@@ -61,7 +61,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     def start(n_todo: int, n_skipped: int) -> None:
         if n_skipped:
             print(f"resume: {n_skipped} task(s) already finished, skipped", file=sys.stderr)
-        bar.append(tqdm(total=n_todo, unit="task", file=sys.stderr, desc="batch",
+        bar.append(tqdm(total=n_todo, disable=n_todo == 0, unit="task", file=sys.stderr, desc="batch",
                         mininterval=0.5 if sys.stderr.isatty() else 10.0))
 
     def done(row: dict[str, Any]) -> None:
