@@ -17,8 +17,10 @@ from typing import Any, Literal
 from ..errors import InputError
 from .vocabulary import check_bin
 
-Normalise = Literal["total", "live_time"]
-NORMALISE = ("total", "live_time")
+Normalise = Literal["total", "live_time", "counts", "gains"]
+#: ``total``/``live_time``: per spectrum image; ``counts``/``gains``: per-tilt gains of the alignment.
+NORMALISE = ("total", "live_time", "counts", "gains")
+_ALIGNMENT_GAINS = ("counts", "gains")
 ALIGN_REFERENCES = ("auto", "haadf", "maps")
 
 
@@ -43,7 +45,8 @@ class ReadOptions:
     background
         Subtract exspy's background windows from each line.
     normalise
-        Per-tilt normalisation, ``"total"`` or ``"live_time"``.
+        Per-tilt normalisation: ``"total"`` or ``"live_time"`` (from the
+        spectrum images), ``"counts"`` or ``"gains"`` (by the alignment).
     axes
         Axis letters of .mat / stack files (``"YXC"``).
     skip_bad
@@ -51,6 +54,9 @@ class ReadOptions:
         recorded in the provenance.
     align_reference
         ``"auto"`` (HAADF when every file has one), ``"haadf"`` or ``"maps"``.
+    tilt_axis, refine
+        Alignment: in-plane tilt-axis angle (degrees or ``"auto"``) and
+        projection-matching rounds; either implies alignment.
     extra
         Further options (alignment settings added by other modules), kept
         as given and passed to the reader by name.
@@ -68,6 +74,8 @@ class ReadOptions:
     axes: str | None = None
     skip_bad: bool = False
     align_reference: Literal["auto", "haadf", "maps"] = "auto"
+    tilt_axis: str | float | None = None
+    refine: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -99,6 +107,11 @@ class ReadOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 set_(self, name, str(value))
+        if self.refine is not None and (isinstance(self.refine, bool) or not isinstance(self.refine, int)
+                                        or self.refine < 0):
+            raise InputError(f"read option 'refine': a whole number >= 0, got {self.refine!r}")
+        if self.tilt_axis is not None and not (self.tilt_axis == "auto" or _is_number(self.tilt_axis)):
+            raise InputError(f"read option 'tilt_axis': 'auto' or an angle in degrees, got {self.tilt_axis!r}")
         given = [n for n in ("angles_file", "angles", "angle_start") if getattr(self, n) is not None]
         if len(given) > 1:
             raise InputError(f"read options: {' and '.join(given)} both give the tilt angles; keep one")
@@ -158,8 +171,18 @@ class ReadOptions:
             "background": self.background, "normalise": self.normalise, "axes": self.axes,
             "skip_bad": self.skip_bad, "align_reference": self.align_reference,
         }
+        if self.normalise in _ALIGNMENT_GAINS:  # per-tilt gains belong to the alignment
+            kw["normalise"], kw["tilt_gains"] = None, self.normalise
+        kw.update({k: getattr(self, k) for k in ("tilt_axis", "refine") if getattr(self, k) is not None})
         kw.update(self.extra)
         return kw
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _number(value: Any, name: str) -> float:

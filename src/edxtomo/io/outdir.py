@@ -74,8 +74,11 @@ def foreign_files(folder: Path) -> list[str]:
     return names
 
 
-def check_output_folder(out: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
+def check_output_folder(out: str | Path, inputs: Iterable[str | Path] = (),
+                        resume: str | Path | None = None) -> Path:
     """Refuse an output folder that cannot or must not take a result; return it resolved.
+
+    ``resume``: the folder a run resumes from; its ``<out>.partial`` is then expected.
 
     Raises
     ------
@@ -113,7 +116,8 @@ def check_output_folder(out: str | Path, inputs: Iterable[str | Path] = ()) -> P
             raise OutputError(f"{out}: holds files edxtomo did not write ({listed}); the result "
                               "replaces the folder's contents, so choose an empty or new folder")
     partial = partial_dir(out)
-    if partial.is_dir() and not _locked_by_live_process(out):
+    resuming = resume is not None and Path(resume).resolve() == partial.resolve()
+    if partial.is_dir() and not resuming and not _locked_by_live_process(out):
         raise OutputError(f"{partial}: an interrupted run left its last checkpoint there; resume it "
                           f"or move it away before writing to {out}")
     return resolved
@@ -280,3 +284,14 @@ class OutputLock:
         if info and info.get("pid") == os.getpid():
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+
+
+def release_all() -> None:
+    """Release every lock this process holds (the command line calls it when a command ends)."""
+    with _held_lock:
+        paths = list(_held)
+        _held.clear()
+    for path in paths:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                path.unlink()
