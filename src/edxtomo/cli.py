@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .alignment.command import ALIGN_NORMALISE, add_align_parser, add_alignment_options, cmd_align
 from .batch.cli import add_batch_parser, cmd_batch
 from .quantify_cli import add_quantify_parser, cmd_quantify
 from .resolution_cli import add_resolution_parser, cmd_resolution
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 EXIT_INPUT = 2
 READ_OPTIONS = ("lines", "bin", "align", "angles", "angle_start", "angle_step", "background",
-                "normalise", "axes")
+                "normalise", "axes", "tilt_axis", "refine")
 EXIT_INTERRUPTED = 130
 
 
@@ -37,8 +38,11 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--angle-step", type=float, metavar="DEG", help="tilt step in degrees")
     p.add_argument("--background", action="store_true", default=None,
                    help="subtract exspy's background windows from each line")
-    p.add_argument("--normalise", choices=("total", "live_time"), default=None,
-                   help="per-tilt normalisation of the maps (detector shadowing)")
+    p.add_argument("--normalise", choices=("total", "live_time", *ALIGN_NORMALISE), default=None,
+                   help="per-tilt normalisation of the maps (detector shadowing): total spectrum counts, "
+                        "live time, element-map counts or gains fitted to the other tilts (the last two "
+                        "with the alignment)")
+    add_alignment_options(p)
     p.add_argument("--axes", help="axis order of .mat/.tif stacks, e.g. YXC (default inferred)")
 
 
@@ -86,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_parser(sub)
     add_quantify_parser(sub)
     add_resolution_parser(sub)
+    add_align_parser(sub)
 
     p = sub.add_parser("demo", help="reconstruct the built-in phantom (napari when a display exists)")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
@@ -122,6 +127,9 @@ def _read(inputs: list[str], opts: dict[str, Any]):
              if opts.get(k) is not None}
     if opts.get("background"):
         extra["background"] = True
+    if extra.get("normalise") in ALIGN_NORMALISE:  # per-tilt gains belong to the alignment
+        extra["tilt_gains"] = extra.pop("normalise")
+    extra.update({k: opts[k] for k in ("tilt_axis", "refine") if opts.get(k) is not None})
     return read_series(inputs, angles_file=opts.get("angles"), lines=opts.get("lines"),
                        bin_factor=opts.get("bin") or 1, align=bool(opts.get("align")),
                        progress=progress, **extra)
@@ -269,7 +277,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {"simulate": cmd_simulate, "extract": cmd_extract, "reconstruct": cmd_reconstruct,
             "demo": cmd_demo, "batch": cmd_batch,
-            "quantify": cmd_quantify, "resolution": cmd_resolution}
+            "quantify": cmd_quantify, "resolution": cmd_resolution,
+            "align": cmd_align}
 
 
 def main(argv: list[str] | None = None) -> int:
