@@ -9,7 +9,7 @@ import torch
 from edxtomo.devices import DeviceError
 from edxtomo.phantom import acquire, make_phantom, tilt_angles
 from edxtomo.recon import reconstruct, run_to_end
-from edxtomo.recon.dip import dip_tv, dipm_tv
+from edxtomo.recon.dip import dipm_tv
 from edxtomo.recon.nets import UNet3D, crop_centre, padded_shape
 from edxtomo.recon.stopping import BestIterate, split_tilts
 
@@ -169,7 +169,7 @@ def test_warm_start_and_poisson_loss_run(tiny):
 def test_bad_parameters_raise_clear_errors(tiny, params, message):
     _, series = tiny
     with pytest.raises(ValueError, match=message):
-        next(dip_tv(series, **{**SMALL, **params}))
+        next(reconstruct(series, "dip-tv", **{**SMALL, **params}))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 EXIT_INPUT = 2
 READ_OPTIONS = ("lines", "bin", "align", "angles", "angle_start", "angle_step", "background",
-                "normalise", "axes", "tilt_axis", "refine")
+                "normalise", "axes", "tilt_axis", "refine", "skip_bad")
 EXIT_INTERRUPTED = 130
+EXIT_FAILED = 1
 
 
 def _add_read_options(p: argparse.ArgumentParser) -> None:
@@ -44,11 +45,13 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
                         "with the alignment)")
     add_alignment_options(p)
     p.add_argument("--axes", help="axis order of .mat/.tif stacks, e.g. YXC (default inferred)")
+    p.add_argument("--skip-bad", action="store_true", default=None,
+                   help="go on without damaged or truncated spectrum files (recorded in the provenance)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .method_options import add_method_options
     from .phantom import PHANTOMS
-    from .recon import available_methods
 
     parser = argparse.ArgumentParser(
         prog="edxtomo",
@@ -74,17 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconstruct", help="reconstruct per-element volumes")
     p.add_argument("inputs", nargs="*", help="element-map folder or spectrum images (default: from --config)")
     p.add_argument("--out", type=Path, required=True, help="output folder (<Element>.tif + reconstruction.json)")
-    p.add_argument("--method", choices=available_methods(), default=None, help="default dipm-tv")
     p.add_argument("--elements", nargs="+", metavar="EL", help="elements to reconstruct (default all)")
     p.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"), help="use only these tilts")
-    p.add_argument("--tv-weight", type=float, help="dimensionless TV weight")
-    p.add_argument("--iterations", type=int)
-    p.add_argument("--lr", type=float, help="learning rate (DIP methods)")
-    p.add_argument("--device", help="auto, cpu, cuda or mps (default auto)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--nz", type=int, help="volume depth along the beam (default: the map width)")
-    p.add_argument("--snapshot-every", type=int, help="iterations between checkpoints/progress updates")
     p.add_argument("--config", type=Path, help="re-run from a reconstruction.json sidecar")
+    p.add_argument("--resume", type=Path, metavar="DIR",
+                   help="continue the interrupted run whose folder is DIR (its sidecar and checkpoint)")
+    add_method_options(p)
     _add_read_options(p)
 
     add_batch_parser(sub)
@@ -106,13 +104,19 @@ def _fail(message: str, code: int = EXIT_INPUT) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .io import write_map_folder, write_volumes
+    from .io import OutputLock, check_output_folder, replace_folder, write_map_folder, write_volumes
+    from .memory import check_simulation
     from .phantom import acquire, make_phantom, tilt_angles
 
-    phantom = make_phantom(args.phantom, args.size, seed=args.seed)
-    series = acquire(phantom, tilt_angles(*args.tilt_range, args.tilt_step), dose=args.dose, seed=args.seed)
-    write_map_folder(series, args.out)
-    write_volumes(args.out / "ground_truth", phantom.volumes, phantom.pixel_size)
+    angles = tilt_angles(*args.tilt_range, args.tilt_step)
+    check_simulation(args.size, len(make_phantom(args.phantom, 8).volumes), len(angles))
+    check_output_folder(args.out)
+    with OutputLock(args.out):
+        phantom = make_phantom(args.phantom, args.size, seed=args.seed)
+        series = acquire(phantom, angles, dose=args.dose, seed=args.seed)
+        replace_folder(args.out, lambda d: (write_map_folder(series, d, staged=False),
+                                            write_volumes(d / "ground_truth", phantom.volumes,
+                                                          phantom.pixel_size)))
     print(f"wrote {series} to {args.out} (ground truth in {args.out / 'ground_truth'})")
     return 0
 
@@ -123,46 +127,50 @@ def _read(inputs: list[str], opts: dict[str, Any]):
     def progress(done: int, total: int, message: str) -> None:
         print(f"  [{done}/{total}] {message}", file=sys.stderr)
 
-    extra = {k: opts[k] for k in ("angle_start", "angle_step", "normalise", "axes")
-             if opts.get(k) is not None}
-    if opts.get("background"):
-        extra["background"] = True
-    if extra.get("normalise") in ALIGN_NORMALISE:  # per-tilt gains belong to the alignment
-        extra["tilt_gains"] = extra.pop("normalise")
-    extra.update({k: opts[k] for k in ("tilt_axis", "refine") if opts.get(k) is not None})
-    return read_series(inputs, angles_file=opts.get("angles"), lines=opts.get("lines"),
-                       bin_factor=opts.get("bin") or 1, align=bool(opts.get("align")),
-                       progress=progress, **extra)
+    from .io import ReadOptions
+
+    # One typed object: validated (--bin 0 refused), unknown keys reported, "angles" is a file here.
+    options = ReadOptions.from_dict(opts)
+    return read_series(inputs, options=options, progress=progress, min_tilts=2)
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from .io import write_map_folder
+    from .io import OutputLock, check_output_folder, write_map_folder
 
-    series = _read(args.inputs, {k: getattr(args, k) for k in READ_OPTIONS})
-    write_map_folder(series, args.out)
+    check_output_folder(args.out, args.inputs)
+    with OutputLock(args.out):
+        series = _read(args.inputs, {k: getattr(args, k) for k in READ_OPTIONS})
+        write_map_folder(series, args.out)
     print(f"wrote {series} to {args.out}")
     return 0
 
 
+def _load_sidecar(path: Path) -> dict[str, Any]:
+    from .method_options import check_sidecar
+
+    try:
+        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read the sidecar ({exc})") from exc
+    for warning in check_sidecar(cfg, path):
+        print(f"edxtomo: warning: {warning}", file=sys.stderr)
+    return cfg
+
+
 def _merge_config(args: argparse.Namespace) -> tuple[list[str], str, dict, dict, Any]:
     """Command-line values win over the sidecar's; the sidecar's over the defaults."""
-    cfg: dict[str, Any] = {}
-    if args.config:
-        try:
-            cfg = json.loads(Path(args.config).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{args.config}: cannot read the sidecar ({exc})") from exc
-        if "method" not in cfg or "params" not in cfg:
-            raise ValueError(f"{args.config}: not a reconstruction sidecar (no 'method'/'params')")
+    from .method_options import config_params, method_params_from_args
+
+    source = args.resume / "reconstruction.json" if args.resume else args.config
+    cfg: dict[str, Any] = _load_sidecar(source) if source else {}
     inputs = args.inputs or cfg.get("input") or []
     if not inputs:
         raise ValueError("no input: give an element-map folder or spectrum images (or --config)")
     method = args.method or cfg.get("method") or "dipm-tv"
-    params = dict(cfg.get("params", {})) if method == cfg.get("method") else {}
-    for name in ("tv_weight", "iterations", "lr", "device", "seed", "nz", "snapshot_every"):
-        value = getattr(args, name)
-        if value is not None:
-            params[name] = value
+    params = config_params(cfg, method, source) if cfg and method == cfg.get("method") else {}
+    params.update(method_params_from_args(args))
+    if args.time_limit is not None or cfg.get("time_limit_s") is not None:
+        params["time_limit"] = args.time_limit if args.time_limit is not None else cfg["time_limit_s"]
     ropts = dict(cfg.get("read_options", {}))
     for name in READ_OPTIONS:
         value = getattr(args, name)
@@ -175,18 +183,30 @@ def _merge_config(args: argparse.Namespace) -> tuple[list[str], str, dict, dict,
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .recon.control import RunControl
-    from .runner import RunRecord, clean_params, run
+    from .recon.status import RunStatus
+    from .runner import RunRecord, clean_params, load_checkpoint, run, time_limit_seconds
 
     inputs, method, params, ropts, select = _merge_config(args)
+    time_limit = time_limit_seconds(params.pop("time_limit", None))
     params = clean_params(method, params)
+    resume = load_checkpoint(args.resume) if args.resume else None
+    from .io import OutputLock, check_output_folder
+
+    check_output_folder(args.out, inputs, resume=args.resume)  # before any reading or computing
+    lock = OutputLock(args.out)
+    lock.acquire()  # released at exit; the runner takes it again (re-entrant)
     series = _read(inputs, ropts)
     if select["elements"]:
         series = series.select_elements(select["elements"])
     if select["tilt_range"]:
         series = series.select_tilt_range(*select["tilt_range"])
     record = RunRecord(method=method, params=params, series=series, inputs=inputs,
-                       read_options=ropts, tilt_range=tuple(select["tilt_range"] or ()) or None)
-    print(f"{method} on {series}; missing wedge {series.missing_wedge:g} deg", file=sys.stderr)
+                       read_options=ropts, tilt_range=tuple(select["tilt_range"] or ()) or None,
+                       time_limit=time_limit, resume=resume)
+    budget = f"; time limit {time_limit:g} s" if time_limit else ""
+    resumed = f"; resuming after iteration {resume['iteration']}" if resume else ""
+    print(f"{method} on {series}; missing wedge {series.missing_wedge:g} deg{budget}{resumed}",
+          file=sys.stderr)
     control = RunControl()
     bar = _progress_bar(params.get("iterations"), control)
     try:
@@ -194,15 +214,21 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             run(record, args.out, on_snapshot=bar.update, control=control)
     except KeyboardInterrupt:
         bar.close()
-        print(f"interrupted: kept the volumes of iteration {record.last.iteration if record.last else 0} "
-              f"in {args.out}", file=sys.stderr)
+        kept = (f"kept the volumes of iteration {record.last.iteration} in {args.out}" if record.last
+                else f"nothing to keep yet (no iteration finished); {args.out} is unchanged")
+        print(f"interrupted: {kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
     bar.close()
-    if control.stop_requested:
-        print(f"stopped: kept the volumes of iteration {record.last.iteration} in {args.out}",
+    last = record.last
+    if record.status == RunStatus.FAILED:
+        return _fail(f"{method} failed: {record.error}; kept the last finite volumes "
+                     f"(iteration {last.iteration}) in {args.out}", EXIT_FAILED)
+    if record.status == RunStatus.STOPPED:
+        print(f"stopped: kept the volumes of iteration {last.iteration} in {args.out} "
+              f"(continue with: edxtomo reconstruct --resume {args.out} --out {args.out})"
+              if last.state else f"stopped: kept the volumes of iteration {last.iteration} in {args.out}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    last = record.last
     print(f"wrote {', '.join(series.elements)} volumes ({last.iteration} iterations, "
           f"{last.elapsed_s:.1f} s{', ' + last.stopped if last.stopped else ''}) to {args.out}")
     return 0
@@ -210,7 +236,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _first_ctrl_c_stops(control: RunControl) -> Iterator[None]:
-    """First Ctrl-C: finish the current iteration and write it; a second one aborts at once."""
+    """First Ctrl-C (or SIGTERM/SIGHUP): finish the current iteration and write it; a second aborts."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -219,14 +245,19 @@ def _first_ctrl_c_stops(control: RunControl) -> Iterator[None]:
         if control.stop_requested:
             raise KeyboardInterrupt
         control.request_stop()
-        print("\nstopping after this iteration and writing the volumes (Ctrl-C again to abort)",
-              file=sys.stderr)
+        name = signal.Signals(signum).name
+        print(f"\n{name}: stopping after this iteration and writing the volumes "
+              "(Ctrl-C again to abort)", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    # SIGTERM and SIGHUP are what `timeout`, batch schedulers and closed terminals send.
+    signals = [s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+               if s is not None]
+    previous = {s: signal.signal(s, handler) for s in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class _progress_bar:
@@ -284,16 +315,27 @@ COMMANDS = {"simulate": cmd_simulate, "extract": cmd_extract, "reconstruct": cmd
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``edxtomo`` console script."""
     args = build_parser().parse_args(argv)
+    import warnings
+
     from .devices import DeviceError
     from .io import InputError
     from .tiltseries import TiltSeriesError
 
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"edxtomo: warning: {message}", file=sys.stderr)
+
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            return COMMANDS[args.command](args)
     except (InputError, TiltSeriesError, DeviceError, ValueError, FileNotFoundError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
+    finally:
+        from .io.outdir import release_all
+
+        release_all()
 
 
 if __name__ == "__main__":

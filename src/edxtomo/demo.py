@@ -8,7 +8,7 @@ from pathlib import Path
 from .io import write_volumes
 from .metrics import compare
 from .phantom import acquire, make_phantom, tilt_angles
-from .recon import METHODS
+from .recon import available_methods
 from .runner import RunRecord, clean_params, run
 
 DEMO_DOSE = 5.0
@@ -16,16 +16,11 @@ DEMO_DIP_ITERATIONS = 600
 
 
 def _methods(iterations: int | None) -> list[tuple[str, dict]]:
-    plan: list[tuple[str, dict]] = [("sirt", {"iterations": 100}), ("tv", {"iterations": 300})]
-    try:
-        import edxtomo.recon.dip  # noqa: F401
-
-        # 600 iterations at 32³ take 2-3 minutes on two CPU cores and already
-        # pass TV (docs/benchmarks-quality.md); a GPU runs the full default.
-        plan.append(("dipm-tv", {"iterations": iterations or DEMO_DIP_ITERATIONS}))
-    except ImportError:
-        pass
-    return [(m, p) for m, p in plan if m in METHODS]
+    # 600 DIPm-TV iterations at 32³ take 2-3 minutes on two CPU cores and already
+    # pass TV (docs/benchmarks-quality.md); a GPU runs the full default.
+    plan = [("sirt", {"iterations": 100}), ("tv", {"iterations": 300}),
+            ("dipm-tv", {"iterations": iterations or DEMO_DIP_ITERATIONS})]
+    return [(m, p) for m, p in plan if m in available_methods()]
 
 
 def run_headless(out: Path, size: int = 32, iterations: int | None = None) -> int:

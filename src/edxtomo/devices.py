@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from .errors import EdxtomoError
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-class DeviceError(RuntimeError):
-    """The requested compute device does not exist on this machine."""
+class DeviceError(EdxtomoError, RuntimeError):
+    """The requested compute device does not exist on this machine (also a ``RuntimeError``)."""
 
 
 def _mps_available() -> bool:

@@ -1,23 +1,40 @@
-"""Running a reconstruction to files: loss history, sidecar, partial results kept.
+"""Running a reconstruction to files: loss history, sidecar, checkpoints, partial results kept.
 
-Used by the command line; the napari plugin streams the same generator and
-writes through :func:`write_result`.
+Used by the command line, the demo and batch tasks; the napari plugin streams
+the same generator and writes through :func:`write_result`.
 """
 
 from __future__ import annotations
 
-import inspect
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .io.atomic import write_atomic
+from .io.outdir import OutputLock, check_output_folder, finish_partial, partial_dir, replace_folder
 from .io.volumes import write_volumes
-from .recon import RunControl, method_function, reconstruct
-from .recon.control import STOPPED_BY_USER
+from .recon import RunControl, get_method, reconstruct
+from .recon.registry import parse_duration
 from .recon.snapshot import Snapshot
+from .recon.status import RunStatus
 from .tiltseries import TiltSeries
+
+#: Training state of a resumable method, beside the volumes (``--resume DIR``).
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value
 
 
 @dataclass
@@ -32,8 +49,10 @@ class RunRecord:
     tilt_range: tuple[float, float] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     last: Snapshot | None = None
-    status: str = "running"
+    status: RunStatus = RunStatus.RUNNING
     error: str = ""
+    time_limit: float | None = None
+    resume: dict[str, Any] | None = field(default=None, repr=False)
 
     def add(self, snap: Snapshot) -> None:
         self.last = snap
@@ -43,12 +62,14 @@ class RunRecord:
     def sidecar(self) -> dict[str, Any]:
         """Everything needed to understand and repeat the run (``--config``)."""
         snap = self.last
-        return {
+        return finite_or_none({
             "format": "edxtomo-reconstruction/1",
-            "status": self.status,
+            "status": str(self.status),
+            "stopped": snap.stopped if snap else "",
             "error": self.error,
             "method": self.method,
-            "params": self.params,
+            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in self.params.items()},
+            "time_limit_s": self.time_limit,
             "elements": self.series.elements,
             "lines": self.series.lines,
             "angles": [float(a) for a in self.series.angles],
@@ -64,25 +85,77 @@ class RunRecord:
             "loss_history": self.history,
             "provenance": self.series.provenance,
             "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-
-
-#: Arguments of a method's generator that are not reconstruction parameters.
-NOT_PARAMETERS = ("series", "control")
+        })
 
 
 def accepted_params(method: str) -> set[str]:
-    """Keyword parameters the method's generator accepts."""
-    sig = inspect.signature(method_function(method))
-    return {n for n, p in sig.parameters.items()
-            if n not in NOT_PARAMETERS and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    """Keyword parameters the method declares."""
+    return set(get_method(method).params)
 
 
-def write_result(record: RunRecord, out_dir: str | Path) -> list[Path]:
-    """Write the latest volumes and the sidecar (atomic; safe to call repeatedly)."""
+def default_params(method: str) -> dict[str, Any]:
+    """The method's own defaults, so a sidecar records every value used."""
+    return get_method(method).defaults()
+
+
+def clean_params(method: str, params: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """Validate ``params`` against the method's declarations and fill in its defaults.
+
+    ``None`` values mean "not given". Raises
+    :class:`~edxtomo.recon.params.ParameterError` naming the parameter (and
+    ``where`` it came from) for unknown names, wrong types and values out of range.
+    """
+    return get_method(method).check(params, where)
+
+
+def write_result(record: RunRecord, out_dir: str | Path, checkpoint: bool = False) -> list[Path]:
+    """Write the latest volumes and the sidecar as one whole folder (safe to call repeatedly).
+
+    Everything goes into a fresh folder that replaces ``out_dir`` only when
+    complete (:func:`edxtomo.io.outdir.replace_folder`): ``out_dir`` never
+    mixes runs or iterations. Checkpoints (``checkpoint``) go to
+    ``<out_dir>.partial`` instead, so the previous result in ``out_dir``
+    stays intact until the run ends. With ``checkpoint`` and a resumable
+    method, the training state goes to ``checkpoint.pt`` beside them.
+    """
     if record.last is None:
         return []
-    return write_volumes(out_dir, record.last.volumes, record.series.pixel_size, record.sidecar())
+    target = partial_dir(out_dir) if checkpoint else Path(out_dir)
+    written = replace_folder(target, lambda stage: _write_result_into(record, stage, checkpoint))
+    return [target / p.name for p in written]
+
+
+def _write_result_into(record: RunRecord, out: Path, checkpoint: bool) -> list[Path]:
+    assert record.last is not None
+    state_file = out / CHECKPOINT_NAME
+    written: list[Path] = []
+    if record.last.state is not None and (checkpoint or record.status in (
+            RunStatus.STOPPED, RunStatus.INTERRUPTED, RunStatus.TIME_LIMIT, RunStatus.CHECKPOINT)):
+        import torch
+
+        state = record.last.state()
+        out.mkdir(parents=True, exist_ok=True)
+        written.append(write_atomic(state_file, lambda p: torch.save(state, p)))
+    paths = write_volumes(out, record.last.volumes, record.series.pixel_size, record.sidecar())
+    if not written and record.status in (RunStatus.FINISHED, RunStatus.FAILED) and state_file.exists():
+        state_file.unlink()
+    return written + paths
+
+
+def load_checkpoint(folder: str | Path) -> dict[str, Any]:
+    """The training state saved in ``folder`` (read with ``weights_only=True``: tensors and plain data only)."""
+    import torch
+
+    from .errors import InputError
+
+    path = Path(folder) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise InputError(f"{path}: no checkpoint to resume from (only DIP runs that were stopped, "
+                         "interrupted or checkpointed leave one)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a damaged file
+        raise InputError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from exc
 
 
 def run(
@@ -94,13 +167,24 @@ def run(
 ) -> RunRecord:
     """Run ``record.method`` on ``record.series`` and write the result to ``out_dir``.
 
-    Results are checkpointed at most every ``checkpoint_every_s`` seconds; on
-    Ctrl-C or an error the latest volumes are written before re-raising, with
-    ``status`` saying what happened. ``control`` (see
+    Results are checkpointed at most every ``checkpoint_every_s`` seconds
+    (volumes, sidecar with status ``running (checkpoint)`` and, for DIP, the
+    training state); on Ctrl-C or an error the latest volumes are written
+    before re-raising, with ``status`` saying what happened. ``control`` (see
     :mod:`edxtomo.recon.control`) reports progress between snapshots and lets
-    another thread or a signal handler stop the run cleanly.
+    another thread or a signal handler stop the run cleanly. A run whose loss
+    became non-finite ends ``failed`` with the last finite volumes kept.
     """
-    gen = reconstruct(record.series, record.method, control=control, **record.params)
+    extra: dict[str, Any] = {}
+    if record.time_limit is not None:
+        extra["time_limit"] = record.time_limit
+    if record.resume is not None:
+        extra["resume"] = record.resume
+    check_output_folder(out_dir, record.inputs,
+                        resume=partial_dir(out_dir) if record.resume is not None else None)
+    lock = OutputLock(out_dir)
+    lock.acquire()
+    gen = reconstruct(record.series, record.method, control=control, **record.params, **extra)
     last_write = time.perf_counter()
     try:
         for snap in gen:
@@ -108,38 +192,28 @@ def run(
             if on_snapshot:
                 on_snapshot(snap)
             if time.perf_counter() - last_write > checkpoint_every_s and not snap.final:
-                record.status = "running (checkpoint)"
-                write_result(record, out_dir)
+                record.status = RunStatus.CHECKPOINT
+                write_result(record, out_dir, checkpoint=True)
                 last_write = time.perf_counter()
-        stopped = record.last.stopped if record.last else ""
-        record.status = (stopped if stopped == STOPPED_BY_USER
-                         else f"finished ({stopped})" if stopped else "finished")
+        record.status = RunStatus.after(record.last.stopped if record.last else "")
+        if record.status == RunStatus.FAILED:
+            record.error = record.last.stopped
     except KeyboardInterrupt:
-        record.status = "interrupted"
+        record.status = RunStatus.INTERRUPTED
         raise
     except Exception as exc:
-        record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
+        record.status, record.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        gen.close()
-        write_result(record, out_dir)
+        try:
+            gen.close()
+            if write_result(record, out_dir):
+                finish_partial(out_dir)
+        finally:
+            lock.release()
     return record
 
 
-def default_params(method: str) -> dict[str, Any]:
-    """The method's own defaults, so a sidecar records every value used."""
-    sig = inspect.signature(method_function(method))
-    return {n: p.default for n, p in sig.parameters.items()
-            if n not in NOT_PARAMETERS and p.default is not p.empty}
-
-
-def clean_params(method: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop ``None`` values, reject parameters the method does not take, fill in defaults."""
-    allowed = accepted_params(method)
-    out = {k: v for k, v in params.items() if v is not None}
-    unknown = sorted(set(out) - allowed)
-    if unknown:
-        raise ValueError(
-            f"method {method!r} does not take {', '.join(unknown)} (it takes {', '.join(sorted(allowed))})"
-        )
-    return {**{k: v for k, v in default_params(method).items() if k in allowed}, **out}
+def time_limit_seconds(value: Any) -> float | None:
+    """``"10m"`` → 600.0 (see :func:`edxtomo.recon.registry.parse_duration`)."""
+    return parse_duration(value)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..recon.registry import method_label
 from ..tiltseries import TiltSeries
 
 #: Key under which every edxtomo layer stores its facts in ``layer.metadata``.
@@ -19,10 +20,6 @@ META_KEY = "edxtomo"
 
 #: Colour per element slot; additive blending of these stays readable.
 PALETTE = ("magenta", "green", "cyan", "yellow", "red", "blue", "bop orange", "bop purple")
-
-#: Display names of the methods (layer names are ``"Ge [DIPm-TV]"``).
-METHOD_LABELS = {"sirt": "SIRT", "tv": "TV", "tv-joint": "TV-joint", "dip-tv": "DIP-TV",
-                 "dipm-tv": "DIPm-TV"}
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 
@@ -39,11 +36,6 @@ CONTRAST_PERCENTILES = (0.5, 99.8)
 #: Rendering of element volumes in 3D (napari: 'mip', 'attenuated_mip', 'iso', ...).
 VOLUME_RENDERING = "attenuated_mip"
 VOLUME_ATTENUATION = 0.5
-
-
-def method_label(method: str) -> str:
-    """``"dipm-tv"`` → ``"DIPm-TV"``; unknown names pass through."""
-    return METHOD_LABELS.get(method, method)
 
 
 def colormap_for(index: int) -> str:

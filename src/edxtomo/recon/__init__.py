@@ -4,86 +4,68 @@
 ...     print(snap.iteration, snap.losses)
 
 Closing the generator (``gen.close()``, ``break``) stops the run; the last
-snapshot received stands as the result.
+snapshot received stands as the result. What each method is and takes is
+declared once in :mod:`edxtomo.recon.registry`.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from ..tiltseries import TiltSeries
 from .control import RunControl
+from .params import ParameterError
+from .registry import (
+    REGISTRY,
+    MethodSpec,
+    available_methods,
+    get_method,
+    method_label,
+    parse_duration,
+    register,
+)
 from .snapshot import Snapshot
-
-#: method name → "module:function" of its generator.
-METHODS: dict[str, str] = {
-    "sirt": "edxtomo.recon.sirt:sirt",
-    "tv": "edxtomo.recon.tv:tv",
-    "tv-joint": "edxtomo.recon.tv:tv_joint",
-    "dip-tv": "edxtomo.recon.dip:dip_tv",
-    "dipm-tv": "edxtomo.recon.dip:dipm_tv",
-}
-
-
-def share_signature(wrapper: Callable[..., Any], base: Callable[..., Any], drop: tuple[str, ...] = ()) -> None:
-    """Give a ``**params`` wrapper the signature of ``base`` minus ``drop``.
-
-    Forms and the command line read a method's parameters and defaults from
-    its signature, so a thin wrapper (``tv_joint`` = ``tv`` with
-    ``joint=True``) must present the parameters it forwards.
-    """
-    sig = inspect.signature(base)
-    wrapper.__signature__ = sig.replace(  # type: ignore[attr-defined]
-        parameters=[p for n, p in sig.parameters.items() if n not in drop])
-
-
-def _register_optional() -> None:
-    from .tomopy_baseline import register
-
-    register()
-
-
-def register_method(name: str, target: str) -> None:
-    """Make ``reconstruct(method=name)`` call the generator at ``"module:function"``."""
-    METHODS[name] = target
-
-
-def method_function(method: str) -> Callable[..., Iterator[Snapshot]]:
-    """The generator function behind ``method``."""
-    key = method.strip().lower()
-    if key not in METHODS:
-        raise ValueError(f"unknown method {method!r}: choose one of {', '.join(available_methods())}")
-    module, func = METHODS[key].split(":")
-    return getattr(importlib.import_module(module), func)
-
-
-def available_methods() -> list[str]:
-    """Method names usable here (optional back ends only when importable)."""
-    return list(METHODS)
+from .status import RunStatus, StopReason
 
 
 def reconstruct(series: TiltSeries, method: str = "tv", control: RunControl | None = None,
+                time_limit: float | str | None = None, resume: dict[str, Any] | None = None,
                 **params: Any) -> Iterator[Snapshot]:
     """Run ``method`` on ``series`` and yield :class:`Snapshot` objects.
 
-    Parameters are those of the method's function (``iterations``,
-    ``snapshot_every``, ``device``, ``tv_weight``...); an unknown parameter
-    raises ``TypeError`` naming it. ``control`` reports progress every
-    iteration and stops the run between snapshots, for methods that take it
-    (others stop when the generator is closed).
+    Parameters are the method's declared parameters (``iterations``,
+    ``snapshot_every``, ``device``, ``tv_weight``...; see
+    ``get_method(method).params``), validated before the run starts: an
+    unknown name, a wrong type or a value out of range raises
+    :class:`~edxtomo.recon.params.ParameterError` naming it.
+
+    ``control`` reports progress every iteration and stops the run between
+    snapshots (others stop when the generator is closed). ``time_limit``
+    (seconds, or ``"10m"``, ``"1.5h"``) ends the run when spent as if it had
+    converged: DIP methods return each element's held-out best iterate, and
+    the final snapshot's ``stopped`` says ``"time limit"``. ``resume`` is a
+    state saved from a snapshot of an interrupted run (``snap.state()``), for
+    methods that can continue one (``get_method(method).resumable``).
     """
-    func = method_function(method)
-    if control is not None and takes_control(method):
-        params = {**params, "control": control}
-    return func(series, **params)
+    spec = get_method(method)
+    checked = spec.check(params)
+    seconds = parse_duration(time_limit)
+    if seconds is not None:
+        control = control or RunControl()
+        control.set_time_limit(seconds)
+    if control is not None and spec.takes_control:
+        checked["control"] = control
+    if resume is not None:
+        if not spec.resumable:
+            raise ParameterError(f"method {spec.name!r} cannot resume a run: start it again")
+        checked["resume"] = resume
+    return spec.function(series, **spec.fixed, **checked)
 
 
 def takes_control(method: str) -> bool:
     """Whether ``method`` accepts a :class:`RunControl` (progress and stop between snapshots)."""
-    return "control" in inspect.signature(method_function(method)).parameters
+    return get_method(method).takes_control
 
 
 def run_to_end(gen: Iterator[Snapshot]) -> Snapshot:
@@ -96,6 +78,6 @@ def run_to_end(gen: Iterator[Snapshot]) -> Snapshot:
     return last
 
 
-_register_optional()
-
-__all__ = ["METHODS", "RunControl", "Snapshot", "available_methods", "reconstruct", "register_method", "run_to_end"]
+__all__ = ["REGISTRY", "MethodSpec", "ParameterError", "RunControl", "RunStatus", "Snapshot", "StopReason",
+           "available_methods", "get_method", "method_label", "parse_duration", "reconstruct", "register",
+           "run_to_end", "takes_control"]

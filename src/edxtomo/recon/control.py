@@ -14,8 +14,10 @@ from __future__ import annotations
 import threading
 import time
 
+from .status import StopReason
+
 #: ``Snapshot.stopped`` of a run ended by :meth:`RunControl.request_stop`.
-STOPPED_BY_USER = "stopped by user"
+STOPPED_BY_USER = StopReason.USER
 
 
 class RunControl:
@@ -25,13 +27,42 @@ class RunControl:
     ----------
     iteration, total
         Iterations done and planned, updated by the algorithm every iteration.
+    time_limit
+        Seconds the run may take from its first iteration, or None.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, time_limit: float | None = None) -> None:
         self._stop = threading.Event()
         self.iteration = 0
         self.total = 0
+        self.time_limit: float | None = None
         self._first: tuple[int, float] | None = None  # (iteration, time) of the first step
+        self._start: float | None = None
+        self._timed_out = False
+        self.set_time_limit(time_limit)
+
+    def set_time_limit(self, seconds: float | None) -> None:
+        """End the run ``seconds`` after its first iteration (None: no limit)."""
+        if seconds is not None and not seconds > 0:
+            raise ValueError(f"time_limit must be > 0 seconds, got {seconds}")
+        self.time_limit = seconds
+
+    @property
+    def stop_reason(self) -> StopReason:
+        """Why :meth:`step` asked the run to stop (``NONE`` while it runs on)."""
+        if self._stop.is_set():
+            return StopReason.TIME_LIMIT if self._timed_out else StopReason.USER
+        return StopReason.NONE
+
+    def elapsed(self) -> float:
+        """Seconds since the first recorded iteration began (0 before it)."""
+        return 0.0 if self._start is None else time.perf_counter() - self._start
+
+    def seconds_to_limit(self) -> float | None:
+        """Time left of the budget, or None without one."""
+        if self.time_limit is None:
+            return None
+        return max(0.0, self.time_limit - self.elapsed())
 
     def request_stop(self) -> None:
         """Ask the run to end after its current iteration, with a final snapshot."""
@@ -44,9 +75,20 @@ class RunControl:
     def step(self, iteration: int, total: int) -> bool:
         """Record progress; return True when the run should stop now."""
         self.iteration, self.total = int(iteration), int(total)
+        now = time.perf_counter()
         if self._first is None:
-            self._first = (self.iteration, time.perf_counter())
+            self._first = (self.iteration, now)
+        if self._start is None:  # a method that does not call begin(): count from here
+            self._start = now
+        if self.time_limit is not None and not self._stop.is_set() and self.elapsed() >= self.time_limit:
+            self._timed_out = True
+            self._stop.set()
         return self._stop.is_set()
+
+    def begin(self) -> None:
+        """Mark the start of the first iteration (the budget runs from here, set-up excluded)."""
+        if self._start is None:
+            self._start = time.perf_counter()
 
     def seconds_left(self) -> float | None:
         """Estimated time to ``total`` at the mean pace since the first iteration.
@@ -58,9 +100,22 @@ class RunControl:
             return None
         first_it, first_t = self._first
         pace = (time.perf_counter() - first_t) / (self.iteration - first_it)
-        return pace * max(0, self.total - self.iteration)
+        left = pace * max(0, self.total - self.iteration)
+        budget = self.seconds_to_limit()
+        return left if budget is None else min(left, budget)
 
 
 def step(control: RunControl | None, iteration: int, total: int) -> bool:
     """:meth:`RunControl.step` that accepts no control (then never stops)."""
     return control is not None and control.step(iteration, total)
+
+
+def begin(control: RunControl | None) -> None:
+    """:meth:`RunControl.begin` that accepts no control."""
+    if control is not None:
+        control.begin()
+
+
+def stop_reason(control: RunControl | None) -> StopReason:
+    """Why the run was asked to stop (``NONE`` without a control)."""
+    return StopReason.NONE if control is None else control.stop_reason

@@ -6,118 +6,135 @@ its output reprojects onto the measured tilts, plus ``tv_weight`` times the
 same normalised TV term as :mod:`edxtomo.recon.tv`, so a weight means the same
 in both. DIPm-TV uses one network with one output channel per element (the
 shared decoder lets one element's sharp boundaries help the others); DIP-TV
-one network per element.
+(``per_element=True``) one network per element.
 
 What is returned is an exponential moving average (EMA) of the network output,
 which removes the iteration-to-iteration jitter of the noisy input. With
 ``heldout`` a few tilts are kept out of the fit and, for each element, the EMA
 iterate that predicts its held-out projections best is the final result
 (:mod:`edxtomo.recon.stopping`).
+
+The module is in three parts: :class:`DipSettings` (the validated
+parameters), :class:`DipObjective` (data and TV terms on the training and
+held-out tilts) and :func:`_iterate` (the optimisation loop that yields
+snapshots). :func:`dipm_tv` declares the parameters and ties them together.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..devices import DEVICES
 from ..tiltseries import TiltSeries
-from . import share_signature
-from .control import STOPPED_BY_USER, RunControl, step
-from .nets import NoiseInput, PerElement, UNet3D, calibrate_gain, crop_centre, padded_shape
+from .control import RunControl, begin, step, stop_reason
+from .nets import Head, NoiseInput, PerElement, UNet3D, calibrate_gain, crop_centre, padded_shape
 from .objective import data_misfit, poisson_nll, tv_norm
-from .problem import Problem, check_common, should_snapshot
+from .params import (
+    Annotated,
+    Depth,
+    Device,
+    Doc,
+    Iterations,
+    Literal,
+    Range,
+    Seed,
+    SnapshotEvery,
+    TVWeight,
+    check_call,
+)
+from .problem import Problem, should_snapshot
 from .snapshot import Snapshot
+from .status import StopReason
 from .stopping import BestIterate, split_tilts
 
 DEFAULT_TV_WEIGHT = 0.02
-LOSSES = ("auto", "ls", "poisson")
-WARM_STARTS = ("none", "tv", "sirt")
+#: The fixed network input is uniform noise in [0, INPUT_SCALE) (the published setting).
+INPUT_SCALE = 0.1
+#: Smooths |∇x| at 0 so the TV gradient stays finite where the volume is flat.
+TV_EPS = 1e-8
+#: Iterations of the warm-start reconstructions (converged enough to imitate).
+WARM_TV_ITERATIONS = 300
+WARM_SIRT_ITERATIONS = 100
+#: Version of the state saved by :meth:`_Loop.state` (``--resume``).
+STATE_VERSION = 1
+
+Loss = Literal["auto", "ls", "poisson"]
+WarmStart = Literal["none", "tv", "sirt"]
+Widths = tuple[int, ...]
 
 
 def dipm_tv(
     series: TiltSeries,
-    tv_weight: float = DEFAULT_TV_WEIGHT,
-    iterations: int = 2000,
-    lr: float = 5e-3,
-    snapshot_every: int = 50,
-    device: str = "auto",
-    seed: int = 0,
-    nz: int | None = None,
-    widths: Sequence[int] = (16, 32, 64, 128),
-    skip_widths: Sequence[int] = (4, 8, 16, 32),
-    loss: str = "auto",
-    ema: float = 0.99,
-    heldout: int = 4,
-    patience: int | None = 300,
-    eval_every: int = 10,
-    warm_start: str = "none",
-    warm_iterations: int = 100,
-    joint_tv: bool = False,
-    input_channels: int = 32,
-    input_jitter: float = 0.02,
-    head: str = "lrelu2",
-    weight_decay: float = 0.0,
-    clip_grad: float = 0.0,
-    lr_decay: float = 1.0,
+    tv_weight: TVWeight = DEFAULT_TV_WEIGHT,
+    iterations: Iterations = 2000,
+    lr: Annotated[float, Range(0, 1, lo_open=True), Doc(
+        "AdamW learning rate; typical 1e-3-1e-2 (too high diverges)")] = 5e-3,
+    snapshot_every: SnapshotEvery = 50,
+    device: Device = "auto",
+    seed: Seed = 0,
+    nz: Depth = None,
+    widths: Annotated[Widths, Doc("channels per U-Net level (its length is the depth)",
+                                  advanced=True)] = (16, 32, 64, 128),
+    skip_widths: Annotated[Widths, Doc("channels of the 1x1x1 skip branch per level (0: none)",
+                                       advanced=True)] = (4, 8, 16, 32),
+    loss: Annotated[Loss, Doc(
+        "data term: poisson (counts), ls (least squares) or auto (poisson for whole counts)",
+        advanced=True)] = "auto",
+    ema: Annotated[float, Range(0, 1, hi_open=True), Doc(
+        "decay of the moving average of the output that is shown and returned (0: none); "
+        "typical 0.96-0.99", advanced=True)] = 0.99,
+    heldout: Annotated[int, Range(0, 10_000), Doc(
+        "hold out every k-th tilt to choose each element's best iterate and to stop (0: off, "
+        "else >= 2)", advanced=True)] = 4,
+    patience: Annotated[int | None, Range(0, 10_000_000), Doc(
+        "stop when the held-out error has not improved for this many iterations (0: never)",
+        advanced=True)] = 300,
+    eval_every: Annotated[int, Range(1, 10_000), Doc(
+        "iterations between held-out evaluations", advanced=True)] = 10,
+    warm_start: Annotated[WarmStart, Doc(
+        "first fit the network to a TV or SIRT reconstruction of the training tilts",
+        advanced=True)] = "none",
+    warm_iterations: Annotated[int, Range(0, 100_000), Doc(
+        "iterations of that warm start", advanced=True)] = 100,
+    joint_tv: Annotated[bool, Doc("one vectorial TV over all elements", advanced=True)] = False,
+    input_channels: Annotated[int, Range(1, 1024), Doc(
+        "channels of the fixed noise input", advanced=True)] = 32,
+    input_jitter: Annotated[float, Range(0, 1), Doc(
+        "sigma of the fresh noise added to the input every step; typical 0.01-0.05",
+        advanced=True)] = 0.02,
+    head: Annotated[Head, Doc(
+        "non-negative output: lrelu2 (exact zeros), relu2 or softplus", advanced=True)] = "lrelu2",
+    weight_decay: Annotated[float, Range(0, 1), Doc("AdamW weight decay (0: off)",
+                                                    advanced=True)] = 0.0,
+    clip_grad: Annotated[float, Range(0, 1e6), Doc("gradient-norm clipping (0: off)",
+                                                   advanced=True)] = 0.0,
+    lr_decay: Annotated[float, Range(0, 1, lo_open=True), Doc(
+        "learning rate at the last iteration relative to lr, exponential decay (1: constant)",
+        advanced=True)] = 1.0,
+    per_element: Annotated[bool, Doc("one network per element (DIP-TV)", advanced=True)] = False,
     control: RunControl | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> Iterator[Snapshot]:
     """DIPm-TV: one 3D U-Net for all elements, one output channel each.
 
+    Every parameter is declared in the signature (type, range, help); see
+    :mod:`edxtomo.recon.params`. ``tv_weight`` has the same dimensionless
+    meaning as in :func:`edxtomo.recon.tv.tv`.
+
     Parameters
     ----------
-    tv_weight
-        Dimensionless TV weight, same meaning as in :func:`edxtomo.recon.tv.tv`.
-    iterations
-        Maximum optimiser steps (warm-start steps included).
-    lr
-        AdamW learning rate.
-    snapshot_every
-        Yield a snapshot every this many iterations (and at the end).
-    device
-        ``auto``, ``cpu``, ``cuda[:i]`` or ``mps``.
-    seed
-        Seeds the weights and the input noise; runs on CPU are reproducible.
-    nz
-        Volume depth along the beam (default: the detector width).
-    widths, skip_widths
-        Channels per U-Net level and of its 1×1×1 skip branches.
-    loss
-        ``"poisson"`` (Poisson deviance of the counts), ``"ls"`` (least squares)
-        or ``"auto"``: Poisson when every map holds whole counts, else least squares.
-    ema
-        Decay of the moving average of the output that is returned (0: none).
-    heldout
-        Hold out every ``heldout``-th tilt (never the extreme ones) to pick the
-        best iterate and to stop; 0 fits all tilts and keeps the last iterate.
-    patience
-        Stop when the held-out error has not improved for this many
-        iterations; ``None`` or 0 runs all ``iterations``.
-    eval_every
-        Iterations between held-out evaluations.
-    warm_start
-        ``"tv"`` or ``"sirt"``: first fit the network output to that
-        reconstruction (of the training tilts) for ``warm_iterations`` steps.
-    joint_tv
-        One vectorial TV over all elements instead of one TV per element.
-    input_channels, input_jitter
-        Channels of the fixed noise input and σ of the fresh noise added each step.
-    head
-        Non-negative output: ``"lrelu2"``, ``"relu2"`` or ``"softplus"``.
-    weight_decay, clip_grad
-        AdamW weight decay and gradient-norm clipping (0: off).
-    lr_decay
-        Learning rate at ``iterations`` relative to ``lr``, reached by
-        exponential decay (1: constant).
     control
-        Receives progress every iteration; a stop request ends the run after
-        the current iteration with a final snapshot of the latest volumes
-        (:mod:`edxtomo.recon.control`).
+        Receives progress every iteration. A user's stop request ends the
+        run after the current iteration with the latest volumes; a spent
+        time limit ends it as if converged (each element's held-out best).
+    resume
+        A state saved from a snapshot (``snap.state()``) of an interrupted
+        run with the same settings and data: the run continues from it.
 
     Yields
     ------
@@ -125,57 +142,122 @@ def dipm_tv(
         ``losses`` has ``data``, ``tv``, ``total`` and (with ``heldout``)
         ``heldout``; the final one carries each element's best held-out
         iterate, ``info["best_iterations"]`` (per element) and
-        ``info["best_iteration"]`` (the latest of them).
+        ``info["best_iteration"]`` (the latest of them). Every snapshot's
+        ``state`` returns the training state for ``resume``. A non-finite
+        loss ends the run with ``stopped`` starting ``"non-finite loss"`` and
+        the last finite volumes.
     """
-    yield from _run(series, "dipm-tv", **_params(locals()))
+    given = locals()
+    settings = DipSettings(**{f.name: given[f.name] for f in fields(DipSettings)})
+    yield from _iterate(series, settings, control, resume)
 
 
-def dip_tv(series: TiltSeries, **params: Any) -> Iterator[Snapshot]:
-    """DIP-TV: one independent 3D U-Net per element; parameters as :func:`dipm_tv`."""
-    # Binding against dipm_tv's signature names any unknown parameter at call time.
-    bound = inspect.signature(dipm_tv).bind(series, **params)
-    bound.apply_defaults()
-    return _run(series, "dip-tv", **_params(bound.arguments))
+@dataclass(frozen=True)
+class DipSettings:
+    """The validated parameters of a DIP run (see :func:`dipm_tv` for their meaning)."""
+
+    tv_weight: float = DEFAULT_TV_WEIGHT
+    iterations: int = 2000
+    lr: float = 5e-3
+    snapshot_every: int = 50
+    device: str = "auto"
+    seed: int = 0
+    nz: int | None = None
+    widths: Widths = (16, 32, 64, 128)
+    skip_widths: Widths = (4, 8, 16, 32)
+    loss: str = "auto"
+    ema: float = 0.99
+    heldout: int = 4
+    patience: int | None = 300
+    eval_every: int = 10
+    warm_start: str = "none"
+    warm_iterations: int = 100
+    joint_tv: bool = False
+    input_channels: int = 32
+    input_jitter: float = 0.02
+    head: str = "lrelu2"
+    weight_decay: float = 0.0
+    clip_grad: float = 0.0
+    lr_decay: float = 1.0
+    per_element: bool = False
+
+    def __post_init__(self) -> None:
+        # The declarations in dipm_tv's signature are the one source of types and ranges.
+        for name, value in check_call(dipm_tv, asdict(self)).items():
+            object.__setattr__(self, name, value)
+        if self.heldout == 1:
+            raise ValueError("heldout=1 would hold out every tilt: use k >= 2, or 0 to disable")
+
+    @property
+    def method(self) -> str:
+        return "dip-tv" if self.per_element else "dipm-tv"
+
+    def resolved_loss(self, series: TiltSeries) -> str:
+        """``auto`` → Poisson when every map holds whole counts, else least squares."""
+        if self.loss != "auto":
+            return self.loss
+        counts = all(np.array_equal(m, np.round(m)) for m in series.maps.values())
+        return "poisson" if counts else "ls"
 
 
-share_signature(dip_tv, dipm_tv)
+class DipObjective:
+    """Data and TV terms of a normalised volume, on the training and held-out tilts."""
+
+    def __init__(self, prob: Problem, settings: DipSettings, loss: str,
+                 train: np.ndarray, held: np.ndarray) -> None:
+        dev = prob.device
+        self.prob, self.loss, self.joint = prob, loss, settings.joint_tv
+        self.tv_weight = float(settings.tv_weight)
+        self.train = torch.as_tensor(train, device=dev)
+        self.held = torch.as_tensor(held, device=dev)
+        self.has_held = held.size > 0
+        scale = torch.as_tensor(prob.tv_scale, dtype=prob.dtype, device=dev)
+        self.tv_unit = scale.mean() if self.joint else scale
+        self.sigma = torch.as_tensor(prob.sigma, dtype=prob.dtype, device=dev).reshape(-1, 1, 1, 1)
+
+    def misfit(self, proj: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Per-element data term of the tilts ``idx`` of a projection of all tilts."""
+        if self.loss == "poisson":
+            return poisson_nll(proj[:, idx], self.prob.meas[:, idx], self.sigma)
+        return data_misfit(proj[:, idx], self.prob.meas[:, idx])
+
+    def loss_terms(self, vol: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(data, weighted TV) on the training tilts, differentiable."""
+        data = self.misfit(self.prob.forward(vol), self.train).sum()
+        tvv = (self.tv_weight * self.tv_unit * tv_norm(vol, joint=self.joint, eps=TV_EPS)).sum()
+        return data, tvv
+
+    def heldout_errors(self, vol: torch.Tensor) -> np.ndarray:
+        """Per-element held-out error (lower predicts the unseen tilts better)."""
+        return self.misfit(self.prob.forward(vol), self.held).cpu().numpy()
+
+    def report(self, vol: torch.Tensor) -> dict[str, float]:
+        """Same definitions as :func:`edxtomo.recon.tv.objective`: total = data + tv_weight · tv."""
+        proj = self.prob.forward(vol)
+        data = float(self.misfit(proj, self.train).sum())
+        tvv = float((self.tv_unit * tv_norm(vol, joint=self.joint)).sum())
+        out = {"data": data, "tv": tvv, "total": data + self.tv_weight * tvv}
+        if self.has_held:
+            out["heldout"] = float(self.misfit(proj, self.held).sum())
+        return out
 
 
-def _params(local: dict) -> dict:
-    return {k: v for k, v in local.items() if k != "series"}
-
-
-def _validate(p: dict) -> None:
-    check_common(p["iterations"], p["snapshot_every"])
-    if not p["tv_weight"] >= 0:
-        raise ValueError(f"tv_weight must be >= 0, got {p['tv_weight']}")
-    if not p["lr"] > 0:
-        raise ValueError(f"lr (learning rate) must be > 0, got {p['lr']}")
-    if not 0 < p["lr_decay"] <= 1:
-        raise ValueError(f"lr_decay must lie in (0, 1], got {p['lr_decay']}")
-    if p["loss"] not in LOSSES:
-        raise ValueError(f"unknown loss {p['loss']!r}: choose one of {', '.join(LOSSES)}")
-    if p["warm_start"] not in WARM_STARTS:
-        raise ValueError(f"unknown warm_start {p['warm_start']!r}: choose one of {', '.join(WARM_STARTS)}")
-    if not 0 <= p["ema"] < 1:
-        raise ValueError(f"ema must lie in [0, 1), got {p['ema']}")
-    if p["patience"] is not None and int(p["patience"]) < 0:
-        raise ValueError(f"patience must be >= 0 iterations or None, got {p['patience']}")
-    for name in ("clip_grad", "input_jitter", "weight_decay"):
-        if not p[name] >= 0:
-            raise ValueError(f"{name} must be >= 0 (0: off), got {p[name]}")
-    if int(p["eval_every"]) < 1 or int(p["warm_iterations"]) < 0:
-        raise ValueError("eval_every must be >= 1 and warm_iterations >= 0")
-    dev = str(p["device"]).strip().lower()
-    if dev.split(":")[0] not in DEVICES:
-        raise ValueError(f"unknown device {p['device']!r}: choose one of {', '.join(DEVICES)}")
-
-
-def _resolve_loss(loss: str, series: TiltSeries) -> str:
-    if loss != "auto":
-        return loss
-    counts = all(np.array_equal(m, np.round(m)) for m in series.maps.values())
-    return "poisson" if counts else "ls"
+def _build_network(settings: DipSettings, prob: Problem, train: torch.Tensor
+                   ) -> tuple[torch.nn.Module, NoiseInput]:
+    """The seeded U-Net(s) and noise input, output level calibrated to the data."""
+    dev, n_elem = prob.device, len(prob.elements)
+    net_args = {"in_channels": settings.input_channels, "widths": settings.widths,
+                "skip_widths": settings.skip_widths, "head": settings.head}
+    with torch.random.fork_rng(devices=[]):  # seed the weights without touching global state
+        torch.manual_seed(settings.seed)
+        net = (PerElement(n_elem, **net_args) if settings.per_element
+               else UNet3D(out_channels=n_elem, **net_args)).to(dev)
+    gen = torch.Generator(device=dev).manual_seed(settings.seed)
+    noise = NoiseInput(settings.input_channels, padded_shape(prob.volume_shape, net.multiple),
+                       INPUT_SCALE, settings.input_jitter, gen, dev, prob.dtype)
+    # Mass conservation: the mean of a normalised projection is the volume's mean.
+    calibrate_gain(net, noise.base, prob.meas[:, train].flatten(1).mean(1))
+    return net, noise
 
 
 def _warm_target(series: TiltSeries, train: np.ndarray, prob: Problem, how: str) -> torch.Tensor:
@@ -186,124 +268,167 @@ def _warm_target(series: TiltSeries, train: np.ndarray, prob: Problem, how: str)
 
     sub = TiltSeries({e: m[train] for e, m in series.maps.items()}, series.angles[train],
                      series.pixel_size, validate=False)
-    gen = (tv(sub, iterations=300, snapshot_every=300, device=prob.device, nz=prob.nz) if how == "tv"
-           else sirt(sub, iterations=100, snapshot_every=100, device=prob.device, nz=prob.nz))
+    gen = (tv(sub, iterations=WARM_TV_ITERATIONS, snapshot_every=WARM_TV_ITERATIONS,
+              device=str(prob.device), nz=prob.nz) if how == "tv"
+           else sirt(sub, iterations=WARM_SIRT_ITERATIONS, snapshot_every=WARM_SIRT_ITERATIONS,
+                     device=str(prob.device), nz=prob.nz))
     vols = run_to_end(gen).volumes
     arr = np.stack([vols[e] / np.float32(prob.rho[i]) for i, e in enumerate(prob.elements)])
     return torch.from_numpy(arr).to(prob.device, prob.dtype)
 
 
-def _run(series: TiltSeries, method: str, **p) -> Iterator[Snapshot]:
-    _validate(p)
-    p["loss"] = _resolve_loss(p["loss"], series)
-    prob = Problem.build(series, nz=p["nz"], device=p["device"])
-    dev, n_elem, iterations = prob.device, len(prob.elements), int(p["iterations"])
-    train, held = split_tilts(series.n_angles, p["heldout"])
-    train_t = torch.as_tensor(train, device=dev)
-    held_t = torch.as_tensor(held, device=dev)
+def _finite(t: torch.Tensor) -> bool:
+    return bool(torch.isfinite(t).all())
 
-    net_args = {"in_channels": int(p["input_channels"]), "widths": p["widths"],
-                "skip_widths": p["skip_widths"], "head": p["head"]}
-    with torch.random.fork_rng(devices=[]):  # seed the weights without touching global state
-        torch.manual_seed(int(p["seed"]))
-        net = (UNet3D(out_channels=n_elem, **net_args) if method == "dipm-tv"
-               else PerElement(n_elem, **net_args)).to(dev)
-    gen = torch.Generator(device=dev).manual_seed(int(p["seed"]))
-    shape = prob.volume_shape
-    noise = NoiseInput(int(p["input_channels"]), padded_shape(shape, net.multiple), 0.1,
-                       p["input_jitter"], gen, dev, prob.dtype)
-    # Mass conservation: the mean of a normalised projection is the volume's mean.
-    calibrate_gain(net, noise.base, prob.meas[:, train_t].flatten(1).mean(1))
-    opt = torch.optim.AdamW(net.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
-    gamma = float(p["lr_decay"]) ** (1.0 / max(1, iterations))
+
+def _iterate(series: TiltSeries, s: DipSettings, control: RunControl | None,
+             resume: dict[str, Any] | None) -> Iterator[Snapshot]:
+    loss_kind = s.resolved_loss(series)
+    prob = Problem.build(series, nz=s.nz, device=s.device)
+    dev, n_elem, iterations = prob.device, len(prob.elements), s.iterations
+    train, held = split_tilts(series.n_angles, s.heldout)
+    objective = DipObjective(prob, s, loss_kind, train, held)
+    net, noise = _build_network(s, prob, objective.train)
+    opt = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    gamma = s.lr_decay ** (1.0 / max(1, iterations))
     schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma) if gamma != 1.0 else None
     use_amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    scale = torch.as_tensor(prob.tv_scale, dtype=prob.dtype, device=dev)
-    tv_unit = scale.mean() if p["joint_tv"] else scale
-    tv_w = float(p["tv_weight"]) * tv_unit
-    sigma = torch.as_tensor(prob.sigma, dtype=prob.dtype, device=dev).reshape(-1, 1, 1, 1)
-
-    def misfit(proj: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Data term of the tilts ``idx`` of a projection of all tilts."""
-        if p["loss"] == "poisson":
-            return poisson_nll(proj[:, idx], prob.meas[:, idx], sigma)
-        return data_misfit(proj[:, idx], prob.meas[:, idx])
-
-    def terms(vol: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        data = misfit(prob.forward(vol), train_t).sum()
-        return data, (tv_w * tv_norm(vol, joint=p["joint_tv"], eps=1e-8)).sum()
-
-    def report(vol: torch.Tensor) -> dict[str, float]:
-        # Same definitions as recon.tv.objective: total = data + tv_weight · tv.
-        proj = prob.forward(vol)
-        data = float(misfit(proj, train_t).sum())
-        tvv = float((tv_unit * tv_norm(vol, joint=p["joint_tv"])).sum())
-        out = {"data": data, "tv": tvv, "total": data + float(p["tv_weight"]) * tvv}
-        if held.size:
-            out["heldout"] = float(misfit(proj, held_t).sum())
-        return out
-
-    warm = _warm_target(series, train, prob, p["warm_start"]) if p["warm_start"] != "none" else None
-    n_warm = min(int(p["warm_iterations"]), iterations - 1) if warm is not None else 0
-    patience = int(p["patience"]) if p["patience"] and held.size else None
+    warm = _warm_target(series, train, prob, s.warm_start) if s.warm_start != "none" else None
+    n_warm = min(s.warm_iterations, iterations - 1) if warm is not None else 0
+    patience = s.patience if s.patience and held.size else None
     best = BestIterate(patience=patience)
-    decay = float(p["ema"])
-    ema_acc = torch.zeros((n_elem, *shape), device=dev, dtype=prob.dtype)
-    info = {"heldout_angles": [float(a) for a in series.angles[held]], "tv_weight": p["tv_weight"],
-            "warm_start": p["warm_start"], "loss": p["loss"]}
+    ema_acc = torch.zeros((n_elem, *prob.volume_shape), device=dev, dtype=prob.dtype)
+    first = 1
+    if resume is not None:
+        first = _restore(resume, s, net, opt, scaler, schedule, noise, best, ema_acc) + 1
+    info = {"heldout_angles": [float(a) for a in series.angles[held]], "tv_weight": s.tv_weight,
+            "warm_start": s.warm_start, "loss": loss_kind}
+    if first > 1:
+        info["resumed_from"] = first - 1
+
+    def state(it: int) -> dict[str, Any]:
+        return _state(it, s, net, opt, scaler, schedule, noise, best, ema_acc)
+
+    def current_volume(it: int) -> torch.Tensor:
+        return ema_acc / (1 - s.ema**it) if s.ema > 0 else ema_acc
+
     net.train()
+    begin(control)
+    it, why, current = first - 1, StopReason.NONE, current_volume(max(1, first - 1))
     try:
-        for it in range(1, iterations + 1):
+        for it in range(first, iterations + 1):
             with torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext():
                 out = net(noise())
             # The sparse projector and the loss stay in float32, outside autocast.
-            vol = crop_centre(out, shape)[0].float()
+            vol = crop_centre(out, prob.volume_shape)[0].float()
             if it <= n_warm:
                 loss = 0.5 * (vol - warm).pow(2).mean() * n_elem
             else:
-                data, tvv = terms(vol)
+                data, tvv = objective.loss_terms(vol)
                 loss = data + tvv
+            if not _finite(loss):
+                why = f"{StopReason.NON_FINITE} at iteration {it} (lower lr or tv_weight)"
+                it -= 1
+                break
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            if p["clip_grad"] > 0:
+            if s.clip_grad > 0:
                 scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(net.parameters(), float(p["clip_grad"]))
+                torch.nn.utils.clip_grad_norm_(net.parameters(), s.clip_grad)
             scaler.step(opt)
             scaler.update()
             if schedule is not None:
                 schedule.step()
             snap = None
             with torch.no_grad():
-                ema_acc.mul_(decay).add_(vol.detach(), alpha=1 - decay)
-                current = ema_acc / (1 - decay**it) if decay > 0 else ema_acc
-                user_stop = step(p["control"], it, iterations)
-                stop = False
-                if held.size and (it % int(p["eval_every"]) == 0 or it == iterations):
-                    best.update(it, misfit(prob.forward(current), held_t).cpu().numpy(), current)
-                    stop = best.should_stop(it)
-                if user_stop or stop or it == iterations:
+                ema_acc.mul_(s.ema).add_(vol.detach(), alpha=1 - s.ema)
+                current = current_volume(it)
+                stop = step(control, it, iterations)
+                if held.size and (it % s.eval_every == 0 or it == iterations or stop):
+                    best.update(it, objective.heldout_errors(current), current)
+                    if best.should_stop(it):
+                        why = StopReason.EARLY_STOPPING
+                if stop:
+                    why = stop_reason(control)
+                if why or it == iterations:
                     break
-                if should_snapshot(it, iterations, int(p["snapshot_every"])):
-                    snap = prob.snapshot(current, it, iterations, report(current), method,
+                if should_snapshot(it, iterations, s.snapshot_every):
+                    snap = prob.snapshot(current, it, iterations, objective.report(current), s.method,
                                          best_iteration=best.best_iteration or it, **info)
+                    snap.state = lambda it=it: state(it)
             # Yield outside no_grad: a suspended generator would leave grad mode off for the caller.
             if snap is not None:
                 yield snap
-        with torch.no_grad():
-            # A user's stop keeps what they were watching; otherwise the held-out best.
-            final = best.best_volume if best.best_volume is not None and not user_stop else current
-            why = (STOPPED_BY_USER if user_stop else
-                   f"early stopping: held-out error did not improve for {patience} iterations"
-                   if stop else "")
-            per_element = (dict(zip(prob.elements, (int(i) for i in best.best_iterations), strict=True))
-                           if best.best_iterations is not None else {e: it for e in prob.elements})
-            snap = prob.snapshot(final, it, iterations, report(final), method, final=True, stopped=why,
-                                 best_iteration=best.best_iteration or it, best_iterations=per_element,
-                                 iterations_done=it, **info)
-        yield snap
+        yield _final(prob, objective, best, current, it, iterations, why, patience, s.method, info,
+                     lambda: state(it))
     finally:
-        del net, opt, noise, ema_acc, best
+        # The closures above hold the network until the generator is gone; free the cache now.
         if dev.type == "cuda":
             torch.cuda.empty_cache()
+
+
+@torch.no_grad()
+def _final(prob: Problem, objective: DipObjective, best: BestIterate, current: torch.Tensor, it: int,
+           iterations: int, why: str, patience: int | None, method: str, info: dict,
+           state: Any) -> Snapshot:
+    """The last snapshot: each element's held-out best, unless the user stopped to keep what they saw."""
+    keep_current = why == StopReason.USER or best.best_volume is None
+    final = current if keep_current else best.best_volume
+    if not _finite(final):
+        final = best.best_volume if best.best_volume is not None and _finite(best.best_volume) \
+            else torch.zeros_like(current)
+    stopped = (f"{StopReason.EARLY_STOPPING}: held-out error did not improve for {patience} iterations"
+               if why == StopReason.EARLY_STOPPING else str(why))
+    per_element = (dict(zip(prob.elements, (int(i) for i in best.best_iterations), strict=True))
+                   if best.best_iterations is not None else {e: it for e in prob.elements})
+    snap = prob.snapshot(final, it, iterations, objective.report(final), method, final=True,
+                         stopped=stopped, best_iteration=best.best_iteration or it,
+                         best_iterations=per_element, iterations_done=it, **info)
+    snap.state = state
+    return snap
+
+
+def _state(it: int, s: DipSettings, net: torch.nn.Module, opt: torch.optim.Optimizer,
+           scaler: Any, schedule: Any, noise: NoiseInput, best: BestIterate,
+           ema_acc: torch.Tensor) -> dict[str, Any]:
+    """Everything needed to continue the run after iteration ``it`` (tensors, numbers, lists)."""
+    return {
+        "version": STATE_VERSION, "method": s.method, "iteration": it,
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items()},
+        "net": net.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+        "schedule": schedule.state_dict() if schedule is not None else None,
+        "noise_rng": noise.generator.get_state(), "ema": ema_acc.detach().cpu(),
+        "best_errors": None if best.best_errors is None else torch.from_numpy(best.best_errors.copy()),
+        "best_iterations": None if best.best_iterations is None
+        else torch.from_numpy(best.best_iterations.copy()),
+        "best_volume": None if best.best_volume is None else best.best_volume.detach().cpu(),
+    }
+
+
+def _restore(state: dict[str, Any], s: DipSettings, net: torch.nn.Module, opt: torch.optim.Optimizer,
+             scaler: Any, schedule: Any, noise: NoiseInput, best: BestIterate,
+             ema_acc: torch.Tensor) -> int:
+    """Load a :func:`_state` into a freshly built run; returns the iteration it was taken at."""
+    if state.get("version") != STATE_VERSION or state.get("method") != s.method:
+        raise ValueError(f"the saved state is not a {s.method} state of this version "
+                         f"(found {state.get('method')!r}, version {state.get('version')!r})")
+    mine = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items()}
+    saved = state.get("settings", {})
+    differ = [k for k in mine if k not in ("iterations", "snapshot_every", "patience", "device")
+              and saved.get(k) != mine[k]]
+    if differ:
+        raise ValueError(f"cannot resume: the saved run used other settings for {', '.join(differ)}")
+    net.load_state_dict(state["net"])
+    opt.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    if schedule is not None and state.get("schedule") is not None:
+        schedule.load_state_dict(state["schedule"])
+    noise.generator.set_state(state["noise_rng"])
+    ema_acc.copy_(state["ema"].to(ema_acc))
+    if state.get("best_volume") is not None:
+        best.best_errors = state["best_errors"].numpy().astype(np.float64)
+        best.best_iterations = state["best_iterations"].numpy().astype(np.int64)
+        best.best_volume = state["best_volume"].to(ema_acc)
+    return int(state["iteration"])

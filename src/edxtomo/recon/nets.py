@@ -17,12 +17,14 @@ LeakyReLU is exactly zero at a finite input (0) and 1e-4·x² below it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-HEADS = ("lrelu2", "relu2", "softplus")
+Head = Literal["lrelu2", "relu2", "softplus"]
+HEADS: tuple[str, ...] = get_args(Head)
 
 
 def _conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Module:

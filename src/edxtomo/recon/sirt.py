@@ -7,20 +7,22 @@ from collections.abc import Iterator
 import torch
 
 from ..tiltseries import TiltSeries
-from .control import STOPPED_BY_USER, RunControl, step
+from .control import RunControl, begin, step, stop_reason
 from .objective import data_misfit
-from .problem import Problem, check_common, should_snapshot
+from .params import Annotated, Depth, Device, Doc, Iterations, Range, SnapshotEvery, check_call
+from .problem import Problem, should_snapshot
 from .snapshot import Snapshot
 
 
 def sirt(
     series: TiltSeries,
-    iterations: int = 100,
-    snapshot_every: int = 10,
-    device: str = "auto",
-    nz: int | None = None,
-    relaxation: float = 1.0,
-    nonnegative: bool = True,
+    iterations: Iterations = 100,
+    snapshot_every: SnapshotEvery = 10,
+    device: Device = "auto",
+    nz: Depth = None,
+    relaxation: Annotated[float, Range(0, 2, lo_open=True, hi_open=True),
+                          Doc("step relaxation λ in (0, 2); 1 is standard", advanced=True)] = 1.0,
+    nonnegative: Annotated[bool, Doc("clip negative densities after each step", advanced=True)] = True,
     control: RunControl | None = None,
 ) -> Iterator[Snapshot]:
     """Simultaneous iterative reconstruction: ``x ← x + λ C Aᵀ R (b − A x)``.
@@ -34,14 +36,13 @@ def sirt(
     Snapshot
         Every ``snapshot_every`` iterations and at the end.
     """
-    check_common(iterations, snapshot_every)
-    if not 0 < relaxation < 2:
-        raise ValueError(f"relaxation must lie in (0, 2), got {relaxation}")
+    check_call(sirt, locals())
     prob = Problem.build(series, nz=nz, device=device)
     inv_rows = 1.0 / prob.projector.row_sums().clamp_min(1e-6)
     inv_cols = 1.0 / prob.projector.col_sums().clamp_min(1e-6)
     b = prob.meas * prob.nz  # SIRT is scale-free: work in A x = b units
     x = torch.zeros((len(prob.elements), *prob.volume_shape), device=prob.device, dtype=prob.dtype)
+    begin(control)
     with torch.no_grad():
         for it in range(1, iterations + 1):
             resid = b - prob.projector.forward(x)
@@ -52,6 +53,6 @@ def sirt(
             if stop or should_snapshot(it, iterations, snapshot_every):
                 data = float(data_misfit(prob.forward(x), prob.meas).sum())
                 yield prob.snapshot(x, it, iterations, {"data": data}, "sirt",
-                                    final=stop or it == iterations, stopped=STOPPED_BY_USER if stop else "")
+                                    final=stop or it == iterations, stopped=stop_reason(control) if stop else "")
                 if stop:
                     return

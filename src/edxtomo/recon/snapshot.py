@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +34,9 @@ class Snapshot:
         Why the run ended early (``"early stopping"``...), empty otherwise.
     info
         Extra per-method facts (best held-out iteration, device, ...).
+    state
+        For methods that can resume: returns the state to continue from this
+        snapshot (``reconstruct(..., resume=state)``); built only when called.
     """
 
     iteration: int
@@ -43,6 +48,7 @@ class Snapshot:
     final: bool = False
     stopped: str = ""
     info: dict = field(default_factory=dict)
+    state: Callable[[], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def fraction(self) -> float:

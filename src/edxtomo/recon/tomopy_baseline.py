@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from ..tiltseries import TiltSeries
-from . import share_signature
 from .objective import data_misfit
-from .problem import Problem, check_common
+from .params import Annotated, Device, Doc, Iterations, Literal, SnapshotEvery, check_call
+from .problem import Problem
 from .snapshot import Snapshot
 
-TOMOPY_ALGORITHMS = ("sirt", "mlem", "art", "gridrec", "fbp")
+TomopyAlgorithm = Literal["sirt", "mlem", "art", "gridrec", "fbp"]
 
 
 def tomopy_available() -> bool:
@@ -39,14 +39,18 @@ def _orientations(img: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def tomopy_recon(series: TiltSeries, algorithm: str = "sirt", iterations: int = 100,
-                 snapshot_every: int = 100, device: str = "cpu") -> Iterator[Snapshot]:
-    """Reconstruct each element with ``tomopy.recon(algorithm=...)`` (one snapshot at the end)."""
+def tomopy_recon(series: TiltSeries,
+                 algorithm: Annotated[TomopyAlgorithm, Doc("tomopy algorithm")] = "sirt",
+                 iterations: Iterations = 100, snapshot_every: SnapshotEvery = 100,
+                 device: Device = "cpu") -> Iterator[Snapshot]:
+    """Reconstruct each element with ``tomopy.recon(algorithm=...)`` (one snapshot at the end).
+
+    Registered as ``tomopy-sirt``, ``tomopy-mlem`` and ``tomopy-gridrec``
+    (:mod:`edxtomo.recon.registry`), available when tomopy imports.
+    """
     import tomopy
 
-    check_common(iterations, snapshot_every)
-    if algorithm not in TOMOPY_ALGORITHMS:
-        raise ValueError(f"unknown tomopy algorithm {algorithm!r}: choose one of {TOMOPY_ALGORITHMS}")
+    check_call(tomopy_recon, locals())
     prob = Problem.build(series, device="cpu")
     theta = np.deg2rad(series.angles)
     vols = []
@@ -68,29 +72,3 @@ def tomopy_recon(series: TiltSeries, algorithm: str = "sirt", iterations: int = 
     x = torch.stack(vols).clamp_min(0)
     loss = float(data_misfit(prob.forward(x), prob.meas).sum())
     yield prob.snapshot(x, iterations, iterations, {"data": loss}, f"tomopy-{algorithm}", final=True)
-
-
-def register() -> None:
-    """Add ``tomopy-<algorithm>`` methods to :data:`edxtomo.recon.METHODS` when tomopy imports."""
-    if not tomopy_available():
-        return
-    from . import METHODS
-
-    for alg in ("sirt", "mlem", "gridrec"):
-        METHODS[f"tomopy-{alg}"] = f"edxtomo.recon.tomopy_baseline:tomopy_{alg}"
-
-
-def tomopy_sirt(series: TiltSeries, **params) -> Iterator[Snapshot]:
-    return tomopy_recon(series, algorithm="sirt", **params)
-
-
-def tomopy_mlem(series: TiltSeries, **params) -> Iterator[Snapshot]:
-    return tomopy_recon(series, algorithm="mlem", **params)
-
-
-def tomopy_gridrec(series: TiltSeries, **params) -> Iterator[Snapshot]:
-    return tomopy_recon(series, algorithm="gridrec", **params)
-
-
-for _wrapper in (tomopy_sirt, tomopy_mlem, tomopy_gridrec):
-    share_signature(_wrapper, tomopy_recon, drop=("algorithm",))

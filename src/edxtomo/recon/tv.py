@@ -21,10 +21,10 @@ from collections.abc import Iterator
 import torch
 
 from ..tiltseries import TiltSeries
-from . import share_signature
-from .control import STOPPED_BY_USER, RunControl, step
+from .control import RunControl, begin, step, stop_reason
 from .objective import data_misfit, divergence, gradient, tv_norm
-from .problem import Problem, check_common, should_snapshot
+from .params import Annotated, Depth, Device, Doc, Iterations, SnapshotEvery, TVWeight, check_call
+from .problem import Problem, should_snapshot
 from .snapshot import Snapshot
 
 DEFAULT_TV_WEIGHT = 0.05
@@ -33,12 +33,12 @@ GRADIENT_BLOCK_SCALE = 0.02
 
 def tv(
     series: TiltSeries,
-    tv_weight: float = DEFAULT_TV_WEIGHT,
-    iterations: int = 300,
-    snapshot_every: int = 20,
-    device: str = "auto",
-    nz: int | None = None,
-    joint: bool = False,
+    tv_weight: TVWeight = DEFAULT_TV_WEIGHT,
+    iterations: Iterations = 300,
+    snapshot_every: SnapshotEvery = 20,
+    device: Device = "auto",
+    nz: Depth = None,
+    joint: Annotated[bool, Doc("one vectorial TV coupling all elements", advanced=True)] = False,
     control: RunControl | None = None,
 ) -> Iterator[Snapshot]:
     """Total-variation reconstruction with non-negativity.
@@ -58,9 +58,7 @@ def tv(
     Snapshot
         With ``losses`` ``data``, ``tv`` and ``total`` (the objective).
     """
-    check_common(iterations, snapshot_every)
-    if not tv_weight >= 0:
-        raise ValueError(f"tv_weight must be >= 0, got {tv_weight}")
+    check_call(tv, locals())
     prob = Problem.build(series, nz=nz, device=device)
     method = "tv-joint" if joint else "tv"
     n_elem = len(prob.elements)
@@ -87,6 +85,7 @@ def tv(
     x_bar = x.clone()
     p_data = torch.zeros_like(prob.meas)
     p_grad = torch.zeros((3, *shape), device=prob.device, dtype=prob.dtype)
+    begin(control)
     with torch.no_grad():
         for it in range(1, iterations + 1):
             fwd = prob.forward(x_bar)
@@ -105,7 +104,7 @@ def tv(
             if stop or should_snapshot(it, iterations, snapshot_every):
                 losses = objective(prob, x, tv_weight, joint)
                 yield prob.snapshot(x, it, iterations, losses, method, final=stop or it == iterations,
-                                    stopped=STOPPED_BY_USER if stop else "", tv_weight=tv_weight,
+                                    stopped=stop_reason(control) if stop else "", tv_weight=tv_weight,
                                     joint=joint)
                 if stop:
                     return
@@ -117,11 +116,3 @@ def objective(prob: Problem, x: torch.Tensor, tv_weight: float, joint: bool) -> 
     scale = torch.as_tensor(prob.tv_scale, dtype=x.dtype, device=x.device)
     tvv = float((tv_norm(x, joint=joint) * (scale.mean() if joint else scale)).sum())
     return {"data": data, "tv": tvv, "total": data + tv_weight * tvv}
-
-
-def tv_joint(series: TiltSeries, **params) -> Iterator[Snapshot]:
-    """:func:`tv` with a vectorial TV coupling all elements."""
-    return tv(series, joint=True, **params)
-
-
-share_signature(tv_joint, tv, drop=("joint",))

@@ -18,6 +18,7 @@ from qtpy.QtCore import QObject, Signal
 
 from ...recon import RunControl, reconstruct
 from ...recon.snapshot import Snapshot
+from ...recon.status import RunStatus
 from ...runner import RunRecord
 from ..layers import method_label
 from ..streaming import ThrottledStreamer, VolumeStreamer
@@ -95,7 +96,8 @@ class RunController(QObject):
         label = method_label(record.method)
         self._pbar = progress(total=int(record.params.get("iterations", 0)) or None,
                               desc=f"{label} reconstruction")
-        gen = reconstruct(series, record.method, control=self.control, **record.params)
+        gen = reconstruct(series, record.method, control=self.control, time_limit=record.time_limit,
+                          **record.params)
         worker = create_worker(stoppable, gen, self.control, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(self._on_yielded)
         worker.errored.connect(self._on_error)
@@ -111,7 +113,7 @@ class RunController(QObject):
         iteration later; others end at their next snapshot.
         """
         if self.record is not None and self.running:
-            self.record.status = "stopped by user"
+            self.record.status = RunStatus.STOPPED
             if self.control is not None:
                 self.control.request_stop()
 
@@ -148,7 +150,7 @@ class RunController(QObject):
         rec = self.record
         if rec is None:
             return
-        rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
+        rec.status, rec.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
         kept = f"; kept the volumes of iteration {rec.last.iteration}" if rec.last else ""
         show_error(f"{method_label(rec.method)} failed: {exc}{kept}")
 
@@ -161,10 +163,13 @@ class RunController(QObject):
             self._pbar = None
         self.worker = None
         if rec is not None:
-            if rec.status == "running":
-                stopped = rec.last.stopped if rec.last else ""
-                rec.status = f"finished ({stopped})" if stopped else "finished"
-            if rec.status != "failed" and rec.last is not None:
+            if rec.status == RunStatus.RUNNING:
+                rec.status = RunStatus.after(rec.last.stopped if rec.last else "")
+                if rec.status == RunStatus.FAILED:
+                    rec.error = rec.last.stopped
+                    show_error(f"{method_label(rec.method)} failed: {rec.error}; kept the last "
+                               f"finite volumes (iteration {rec.last.iteration})")
+            if rec.status != RunStatus.FAILED and rec.last is not None:
                 show_info(f"{method_label(rec.method)}: {rec.status} after "
                           f"{rec.last.iteration} iterations, {rec.last.elapsed_s:.1f} s")
         self.finished.emit(rec)
