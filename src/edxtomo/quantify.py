@@ -323,14 +323,14 @@ def region_stats(composition: Mapping[str, np.ndarray], labels: np.ndarray
     return rows
 
 
-def stats_csv(rows: list[dict[str, float]], unit: str = "at%") -> str:
-    """Region statistics as CSV text (header names the unit)."""
+def stats_csv(rows: list[dict[str, float]], unit: str = "at%", delimiter: str = ",") -> str:
+    """Region statistics as CSV text (header names the unit; tab-separated for the clipboard)."""
     buf = io.StringIO()
     if not rows:
         return ""
     fields = list(rows[0])
     header = [f if f in ("label", "voxels", "masked") else f"{f} ({unit})" for f in fields]
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf, lineterminator="\n", delimiter=delimiter)
     writer.writerow(header)
     for row in rows:
         writer.writerow([row[f] if isinstance(row[f], int) else f"{row[f]:.6g}" for f in fields])
