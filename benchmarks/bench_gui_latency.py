@@ -10,6 +10,11 @@ reported separately.
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/bench_gui_latency.py
     ... --size 64 --seconds 20 --methods dipm-tv
+
+``--gui-vs-cli`` instead times one and the same TV run (the phantom written
+as an element-map folder) from the command line (``edxtomo reconstruct``,
+in this process) and from the Reconstruct dock of the shown viewer, and
+prints the ratio; the GUI should stay within 20 % of the command line.
 """
 
 from __future__ import annotations
@@ -89,6 +94,57 @@ def redraw_baseline(viewer, app, args) -> np.ndarray:
     return gaps
 
 
+def wait_run(app, widget) -> None:
+    while widget.controller.running:
+        app.processEvents()
+        time.sleep(0.002)
+
+
+def gui_vs_cli(args) -> None:
+    """Wall time of one TV run: ``edxtomo reconstruct`` against the napari dock, same process."""
+    import tempfile
+    from pathlib import Path
+
+    import napari
+
+    from edxtomo._napari.widgets.reconstruct_widget import ReconstructWidget
+    from edxtomo.cli import main as cli_main
+    from edxtomo.io import write_map_folder
+    from edxtomo.phantom import acquire, make_phantom, tilt_angles
+
+    tmp = Path(tempfile.mkdtemp(prefix="edxtomo-gui-vs-cli-"))
+    series = acquire(make_phantom("core_shell", args.size, seed=2), tilt_angles(-40, 40, 5),
+                     dose=5.0, seed=0)
+    write_map_folder(series, tmp / "maps")
+    its, every = args.iterations, args.snapshot_every or 20
+    viewer = napari.Viewer(show=True)
+    app = napari.qt.get_qapp()
+    viewer.open(str(tmp / "maps"), plugin="edxtomo")
+    widget = ReconstructWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.method_box.setCurrentIndex(widget.method_box.findData("tv"))
+    gaps_during(app, 1.0)
+    cli_s, gui_s = [], []
+    for k in range(args.repeats):  # alternate, so a busy neighbour hurts both alike
+        t = time.perf_counter()
+        cli_main(["reconstruct", str(tmp / "maps"), "--out", str(tmp / f"cli{k}"), "--method", "tv",
+                  "--iterations", str(its), "--device", "cpu"])
+        cli_s.append(time.perf_counter() - t)
+        widget.form.set_values({"iterations": its, "snapshot_every": every, "device": "cpu"})
+        t = time.perf_counter()
+        widget.start()
+        wait_run(app, widget)
+        gui_s.append(time.perf_counter() - t)
+        assert widget.controller.record.last.iteration == its
+    cli, gui = float(np.median(cli_s)), float(np.median(gui_s))
+    print(f"napari {napari.__version__}, TV {its} iterations on a {args.size}³ phantom, 17 tilts, "
+          f"3 elements, snapshot every {every}, viewer shown, median of {args.repeats}")
+    print(f"command line {cli:6.2f} s   ({', '.join(f'{x:.2f}' for x in cli_s)})")
+    print(f"napari dock  {gui:6.2f} s   ({', '.join(f'{x:.2f}' for x in gui_s)})")
+    print(f"GUI / CLI    {gui / cli:6.2f}   (goal <= 1.20)")
+    viewer.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=32)
@@ -98,7 +154,14 @@ def main() -> None:
                         help="print the main thread's top functions during each run")
     parser.add_argument("--snapshot-every", type=int, default=None,
                         help="default: 1 for SIRT/TV (the worst case), 5 for DIP")
+    parser.add_argument("--gui-vs-cli", action="store_true",
+                        help="time one TV run from the command line and from the dock")
+    parser.add_argument("--iterations", type=int, default=300, help="--gui-vs-cli: TV iterations")
+    parser.add_argument("--repeats", type=int, default=3, help="--gui-vs-cli: runs of each")
     args = parser.parse_args()
+    if args.gui_vs_cli:
+        gui_vs_cli(args)
+        return
 
     import napari
 

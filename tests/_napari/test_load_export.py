@@ -102,10 +102,10 @@ def test_edited_angles_reach_the_layers(make_napari_viewer, qtbot, map_folder):
 
 
 def test_bad_input_is_reported(make_napari_viewer, qtbot, tmp_path, monkeypatch):
-    import edxtomo._napari.widgets.load_widget as lw
+    import edxtomo._napari.widgets._dock as dock
 
     errors: list[str] = []
-    monkeypatch.setattr(lw, "show_error", errors.append)
+    monkeypatch.setattr(dock, "show_error", errors.append)
     viewer = make_napari_viewer()
     bad = tmp_path / "Nope.bcf"
     bad.write_bytes(b"not a bcf file at all")

@@ -24,20 +24,30 @@ def input_widgets(root: QWidget) -> list[QWidget]:
         QAbstractItemView,
         QAbstractSpinBox,
         QComboBox,
+        QHeaderView,
         QLineEdit,
     )
 
     kinds = (QLineEdit, QAbstractSpinBox, QComboBox, QAbstractButton, QAbstractItemView)
     out = []
     for w in root.findChildren(QWidget):
-        if not isinstance(w, kinds) or w.parent() is None:
+        if not isinstance(w, kinds) or isinstance(w, QHeaderView) or w.parent() is None:
             continue
-        if isinstance(w.parent(), (QComboBox, QAbstractSpinBox)):
-            continue  # the line edit inside a combo or spin box
+        if _inside(w, (QComboBox, QAbstractSpinBox)):
+            continue  # the line edit or popup list of a combo or spin box
         if type(w).__name__ in ("QScrollBar",) or w.objectName().startswith("qt_"):
             continue
         out.append(w)
     return out
+
+
+def _inside(widget: QWidget, kinds: tuple[type, ...]) -> bool:
+    parent = widget.parent()
+    while parent is not None:
+        if isinstance(parent, kinds):
+            return True
+        parent = parent.parent()
+    return False
 
 
 class DockBase(QWidget):
