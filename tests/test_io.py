@@ -82,3 +82,26 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         write_atomic(target, broken)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["result.txt"]
+
+
+def test_atomic_writes_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        write_atomic(tmp_path / "a.txt", lambda p: p.write_text("x"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640
+
+
+def test_one_vocabulary_for_every_reader():
+    from edxtomo._napari import _reader
+    from edxtomo.io import spectrum_files, vocabulary
+
+    assert _reader.SPECTRUM_SUFFIXES is vocabulary.SPECTRUM_SUFFIXES is spectrum_files.SPECTRUM_SUFFIXES
+    assert vocabulary.element_of("Ge_Ka.tif") == ("Ge", "Ge_Ka") and vocabulary.element_of("notes.tif") is None
+    assert vocabulary.check_bin(4) == 4
+    for bad in (0, -1, 2.5, "x", True):
+        with pytest.raises(InputError, match="whole number >= 1"):
+            vocabulary.check_bin(bad)
