@@ -42,6 +42,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     from .engine import open_client, run_batch
     from .manifest import ManifestError, load_manifest
+    from .summary import has_result
 
     try:
         tasks = load_manifest(args.manifest)
@@ -79,7 +80,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
                            on_done=done, on_start=start)
     if bar:
         bar[0].close()
-    n_ok = sum(str(r["status"]).startswith(("finished", "skipped")) for r in result.rows)
+    n_ok = sum(has_result(r) for r in result.rows)
     print(f"{n_ok}/{len(result.rows)} task(s) finished; summary in {args.out / 'summary.csv'}")
     best = [r["task"] for r in result.rows if r.get("best_in_sweep")]
     if best:

@@ -6,8 +6,8 @@ merged into every task. One task entry is::
     name = "cell-A-tv"                 # folder name under --out
     input = "series/cell-A"            # or a list of files; relative to the manifest
     method = "tv"
-    params = { tv_weight = 0.05, iterations = 300 }
-    read = { lines = ["Ge_La"], bin = 4, align = true }   # as for `edxtomo reconstruct`
+    params = { tv_weight = 0.05, iterations = 300, time_limit = "20m" }
+    read = { lines = ["Ge_La"], bin = 4, align = true }   # edxtomo.io.ReadOptions keys
     elements = ["Ge"]                  # optional selection, as --elements
     tilt_range = [-40, 40]             # optional, as --tilt-range
     grid = { tv_weight = [0.01, 0.02], method = ["tv", "dipm-tv"] }  # one task per combination
@@ -28,9 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Read options a task may set, the same as `edxtomo reconstruct`'s.
-READ_KEYS = ("lines", "bin", "align", "angles", "angle_start", "angle_step", "background",
-             "normalise", "axes")
 TASK_KEYS = ("name", "input", "series_folder", "method", "params", "read", "elements",
              "tilt_range", "grid")
 DEFAULT_METHOD = "dipm-tv"
@@ -54,9 +51,11 @@ class Task:
     method, params
         Method name and its parameters (defaults filled in, validated).
     read
-        Read options, keys as :data:`READ_KEYS`.
+        Read options (:class:`edxtomo.io.ReadOptions` keys), paths made absolute.
     elements, tilt_range
         Optional selections, as ``--elements`` and ``--tilt-range``.
+    time_limit
+        Seconds, as ``--time-limit`` (``params.time_limit`` in the manifest).
     sweep
         Name of the manifest entry a grid expanded into this task ("" if none).
     grid_point
@@ -70,6 +69,7 @@ class Task:
     read: dict[str, Any] = field(default_factory=dict)
     elements: tuple[str, ...] | None = None
     tilt_range: tuple[float, float] | None = None
+    time_limit: float | None = None
     sweep: str = ""
     grid_point: dict[str, Any] = field(default_factory=dict)
 
@@ -79,6 +79,7 @@ class Task:
             "inputs": list(self.inputs), "method": self.method, "params": self.params,
             "read": self.read, "elements": list(self.elements) if self.elements else None,
             "tilt_range": list(self.tilt_range) if self.tilt_range else None,
+            "time_limit": self.time_limit,
         }))
 
 
@@ -182,9 +183,11 @@ def _expand(entry: dict[str, Any], base: Path) -> list[Task]:
             task_name = f"{base_name}-{suffix}" if suffix else base_name
             method = str(point.get("method", entry.get("method", DEFAULT_METHOD)))
             merged = {**params, **{k: v for k, v in point.items() if k != "method"}}
+            # As `reconstruct --time-limit`: a budget for the run, not a method parameter.
+            time_limit = _time_limit(merged.pop("time_limit", None))
             tasks.append(Task(name=_check_name(task_name), inputs=inputs, method=method,
-                              params=_clean(method, merged), sweep=base_name if grid else "",
-                              grid_point=point, **common))
+                              params=_clean(method, merged), time_limit=time_limit,
+                              sweep=base_name if grid else "", grid_point=point, **common))
     return tasks
 
 
@@ -212,15 +215,30 @@ def _inputs(entry: dict[str, Any], base: Path) -> list[tuple[str, tuple[str, ...
 
 
 def _read_options(read: Any, base: Path) -> dict[str, Any]:
+    """The task's read options, checked by :class:`~edxtomo.io.ReadOptions`, files made absolute."""
+    from ..errors import InputError
+    from ..io import ReadOptions
+
     if not isinstance(read, dict):
         raise ManifestError("'read' must be a table of read options")
-    unknown = sorted(set(read) - set(READ_KEYS))
-    if unknown:
-        raise ManifestError(f"unknown read option(s) {', '.join(unknown)} (choose from {', '.join(READ_KEYS)})")
     out = dict(read)
-    if out.get("angles") is not None:
-        out["angles"] = str(_resolve(str(out["angles"]), base))
+    for key in ("angles_file", "angles"):  # "angles" as a string is a file, as in sidecars
+        if isinstance(out.get(key), str):
+            out[key] = str(_resolve(out[key], base))
+    try:
+        ReadOptions.from_dict(out, where="read")
+    except InputError as exc:
+        raise ManifestError(str(exc)) from None
     return out
+
+
+def _time_limit(value: Any) -> float | None:
+    from ..runner import time_limit_seconds
+
+    try:
+        return time_limit_seconds(value)
+    except ValueError as exc:
+        raise ManifestError(f"time_limit: {exc}") from None
 
 
 def _clean(method: str, params: dict[str, Any]) -> dict[str, Any]:

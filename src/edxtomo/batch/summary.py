@@ -15,6 +15,16 @@ CSV_COLUMNS = ("task", "status", "best_in_sweep", "method", "wall_s", "device", 
                "heldout", "loss_data", "loss_tv", "loss_total", "output", "error")
 
 
+#: Statuses of a task whose folder holds a result that stands.
+RESULT_STATUSES = ("finished", "time limit")
+
+
+def has_result(row: dict[str, Any]) -> bool:
+    """The task ended with a result (now, or in an earlier batch that ``--resume`` skipped)."""
+    status = str(row.get("status", ""))
+    return status in RESULT_STATUSES or status.startswith("skipped")
+
+
 def mark_best(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Set ``best_in_sweep`` on the finished task of each sweep with the lowest held-out error.
 
@@ -27,8 +37,7 @@ def mark_best(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in out:
         h = r.get("heldout")
-        if (not r.get("sweep") or not str(r.get("status", "")).startswith(("finished", "skipped"))
-                or h is None or not math.isfinite(float(h))):
+        if (not r.get("sweep") or not has_result(r) or h is None or not math.isfinite(float(h))):
             continue
         key = (r["sweep"], tuple(r.get("heldout_angles") or ()), r.get("loss"))
         groups.setdefault(key, []).append(r)

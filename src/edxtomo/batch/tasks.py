@@ -31,20 +31,15 @@ PART_MARK = ".part-"
 def read_with_options(inputs: Sequence[str], opts: Mapping[str, Any],
                       progress: Callable[[int, int, str], None] | None = None):
     """Read a tilt series with `reconstruct`'s read options (``lines``, ``bin``, ``align``...)."""
-    from ..io import read_series
+    from ..io import ReadOptions, read_series
 
-    extra = {k: opts[k] for k in ("angle_start", "angle_step", "normalise", "axes")
-             if opts.get(k) is not None}
-    if opts.get("background"):
-        extra["background"] = True
-    return read_series(list(inputs), angles_file=opts.get("angles"), lines=opts.get("lines"),
-                       bin_factor=opts.get("bin") or 1, align=bool(opts.get("align")),
-                       progress=progress, **extra)
+    return read_series(list(inputs), options=ReadOptions.from_dict(opts), progress=progress,
+                       min_tilts=2)
 
 
 def prepare_record(inputs: Sequence[str], method: str, params: Mapping[str, Any],
                    read_options: Mapping[str, Any], elements: Sequence[str] | None = None,
-                   tilt_range: Sequence[float] | None = None,
+                   tilt_range: Sequence[float] | None = None, time_limit: float | None = None,
                    progress: Callable[[int, int, str], None] | None = None):
     """Read, select elements and tilts, and build the :class:`~edxtomo.runner.RunRecord`.
 
@@ -59,7 +54,7 @@ def prepare_record(inputs: Sequence[str], method: str, params: Mapping[str, Any]
         series = series.select_tilt_range(*tilt_range)
     return RunRecord(method=method, params=dict(params), series=series, inputs=list(inputs),
                      read_options=dict(read_options),
-                     tilt_range=tuple(tilt_range) if tilt_range else None)
+                     tilt_range=tuple(tilt_range) if tilt_range else None, time_limit=time_limit)
 
 
 def finished_spec(folder: Path) -> dict[str, Any] | None:
@@ -69,7 +64,9 @@ def finished_spec(folder: Path) -> dict[str, Any] | None:
         spec = json.loads((folder / TASK_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return spec if str(side.get("status", "")).startswith("finished") else None
+    from .summary import RESULT_STATUSES
+
+    return spec if side.get("status") in RESULT_STATUSES else None
 
 
 def set_torch_threads(threads: int | None) -> int:
@@ -119,12 +116,14 @@ def run_task(task: Task, out_root: str, torch_threads: int | None = None) -> dic
         params = dict(task.params)
         params["device"] = _worker_device(str(params.get("device", "auto")))
         record = prepare_record(task.inputs, task.method, params, task.read, task.elements,
-                                task.tilt_range)
+                                task.tilt_range, task.time_limit)
         run(record, tmp)
         write_json(tmp / TASK_FILE, {"task": task.name, "sweep": task.sweep,
                                      "grid_point": task.grid_point, **task.spec()})
         _replace_dir(tmp, final)
-        row["status"] = record.status
+        row["status"] = str(record.status)
+        if record.error:  # e.g. a non-finite loss: the last finite volumes are kept, as `reconstruct` does
+            row["error"] = record.error
     except Exception as exc:  # reported in the summary; the batch goes on
         row["error"] = f"{type(exc).__name__}: {exc}"
         row["traceback"] = traceback.format_exc(limit=-3)
@@ -155,10 +154,15 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 
 def remove_partials(out_root: Path, names: Sequence[str]) -> list[Path]:
-    """Delete hidden ``.<task>.part-*`` folders left by killed workers of these tasks."""
+    """Delete what killed workers of these tasks left: hidden ``.<task>.part-*`` folders and
+    the runner's lock files and stages beside them (``..<task>.part-*``)."""
     removed = []
     for name in names:
-        for p in out_root.glob(f".{name}{PART_MARK}*"):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
+        for pattern in (f".{name}{PART_MARK}*", f"..{name}{PART_MARK}*"):
+            for p in out_root.glob(pattern):
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+                removed.append(p)
     return removed
