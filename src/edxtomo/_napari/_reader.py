@@ -17,6 +17,7 @@ from typing import Any
 import tifffile
 
 from ..io import SIDECAR_NAME, InputError, is_map_folder, read_series, read_volume
+from ..io.vocabulary import SPECTRUM_SUFFIXES  # noqa: F401  (one list for every reader)
 from .layers import (
     META_KEY,
     UNITS,
@@ -29,9 +30,6 @@ from .layers import (
     robust_contrast,
     series_to_layer_data,
 )
-
-#: Spectrum-image formats HyperSpy/RosettaSciIO read.
-SPECTRUM_SUFFIXES = (".bcf", ".emd", ".hspy", ".spx", ".msa")
 
 PathOrPaths = str | list[str]
 
@@ -134,7 +132,7 @@ def read_tilt_series(path: PathOrPaths) -> list[LayerDataTuple]:
     """Read a tilt series with :func:`edxtomo.io.read_series`."""
     inputs = [path] if isinstance(path, str) else list(path)
     try:
-        series = read_series(inputs)
+        series = read_series(inputs, min_tilts=2)
     except ImportError as exc:
         # Spectrum-image support is optional (HyperSpy); say what is missing.
         raise InputError(f"{inputs[0]}: cannot read spectrum images here ({exc})") from exc

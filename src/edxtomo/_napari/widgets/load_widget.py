@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 
 from ...io import read_series
 from ...io.angle_sources import natural_key
+from ...io.vocabulary import file_dialog_filter
 from .. import settings
 from ..inputs import AngleTable, Detected, detect, parse_lines, stored_angle_file
 from ..layers import current_tilt_text, series_to_layer_data
@@ -163,7 +164,7 @@ class LoadWidget(DockBase):
     def _choose_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(
             self, "Spectrum images", str(Path(self.input_paths()[0]).parent) if self.input_paths()
-            else "", "Spectrum images (*.bcf *.emd *.hspy *.spx *.msa);;All files (*)")
+            else "", file_dialog_filter())
         if files:
             self.set_inputs(files)
 
