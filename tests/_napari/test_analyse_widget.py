@@ -89,6 +89,9 @@ def test_calibrate_compute_stats_and_profile(make_napari_viewer, qtbot, cell, tm
     assert dist[-1] == pytest.approx(15 * VOXEL)
     expected = comp.volumes["Ge"][8, 6, :]
     np.testing.assert_allclose(ge, expected, rtol=1e-5, equal_nan=True)
+    assert set(dock.plot.lines) == set(lines) and dock.plot.unit == "at%"
+    pixels = dock.plot.grab().toImage()  # paints the profile (NaN gaps included)
+    assert pixels.width() > 0
 
 
 def test_masked_voxels_are_transparent(make_napari_viewer):
