@@ -87,7 +87,8 @@ def flag_bad_tilts(scores: np.ndarray, *, factor: float = 3.0, neighbour_ratio: 
     floor on the spread keeps the ordinary excess of the outer tilts (they
     are extrapolations) from being flagged when all tilts agree closely; a
     flagged tilt must also score ``neighbour_ratio`` times worse than its
-    worse neighbour in the series (two adjacent bad tilts can hide each other).
+    worse neighbour in the series (twice that for the first and last tilt;
+    two adjacent bad tilts can hide each other).
     """
     s = np.asarray(scores, np.float64)
     flagged = []
@@ -98,6 +99,8 @@ def flag_bad_tilts(scores: np.ndarray, *, factor: float = 3.0, neighbour_ratio: 
         # Neighbours in the series share a tilt's extrapolation difficulty: the
         # outermost tilt is worse than the middle ones but not than its neighbour.
         near = max(s[max(k - 1, 0):k].tolist() + s[k + 1:k + 2].tolist())
-        if s[k] > med + factor * spread and s[k] > neighbour_ratio * near:
+        # The first and last tilts are extrapolated from one side only: twice the margin.
+        ratio = neighbour_ratio * (2.0 if k in (0, s.size - 1) else 1.0)
+        if s[k] > med + factor * spread and s[k] > ratio * near:
             flagged.append(k)
     return flagged
