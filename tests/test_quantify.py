@@ -224,3 +224,6 @@ def test_quantify_command_rejects_bad_input(tmp_path, capsys):
     code = main(["quantify", str(tmp_path / "rec"), "--out", str(tmp_path / "o"),
                  "--k-factors", "Ge:1"])
     assert code == 2 and "not ELEMENT=NUMBER" in capsys.readouterr().err
+    code = main(["quantify", str(tmp_path / "rec"), "--out", str(tmp_path / "rec")])
+    assert code == 2 and "would replace the count volumes" in capsys.readouterr().err
+    assert read_volume(tmp_path / "rec" / "Ge.tif")[0].max() == 1.0  # untouched

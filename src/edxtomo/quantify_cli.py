@@ -107,6 +107,9 @@ def _read_labels(path: Path, shape: tuple[int, ...], what: str) -> np.ndarray:
 
 
 def cmd_quantify(args: argparse.Namespace) -> int:
+    if args.out.resolve() == args.rec_dir.resolve():
+        raise InputError(f"{args.out}: the output folder is the reconstruction folder; the "
+                         "composition volumes would replace the count volumes (choose another --out)")
     volumes, voxel, sidecar = read_reconstruction(args.rec_dir)
     shape = next(iter(volumes.values())).shape
     user_k = parse_assignments(args.k_factors, "--k-factors")
