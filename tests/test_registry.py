@@ -165,3 +165,21 @@ def test_run_status_is_an_enum_in_the_sidecar(tmp_path, tiny):
     run(record, tmp_path / "rec2", control=control)
     assert record.status is RunStatus.STOPPED
     assert json.loads((tmp_path / "rec2" / "reconstruction.json").read_text())["status"] == "stopped by user"
+
+
+def test_a_run_that_cannot_fit_is_refused_before_allocating():
+    import numpy as np
+
+    from edxtomo.errors import ResourceError
+    from edxtomo.recon.memory import estimate
+    from edxtomo.tiltseries import TiltSeries
+
+    maps = {el: np.ones((17, 1024, 1024), np.float32) for el in ("Fe", "O")}
+    big = TiltSeries(maps, np.arange(-40, 41, 5.0))
+    with pytest.raises(ResourceError, match=r"needs ~\d+.* GiB .* available on cpu: bin the maps"):
+        reconstruct(big, "dipm-tv")
+    # The estimate grows with the volume and is dominated by the network for DIP.
+    small = estimate("dipm-tv", (17, 64, 64), 3, get_method("dipm-tv").defaults())
+    large = estimate("dipm-tv", (17, 128, 128), 3, get_method("dipm-tv").defaults())
+    assert large.total > 4 * small.total
+    assert max(large.parts, key=large.parts.get) == "network activations"

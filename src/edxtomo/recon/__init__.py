@@ -15,6 +15,7 @@ from typing import Any
 
 from ..tiltseries import TiltSeries
 from .control import RunControl
+from .memory import check_fits
 from .params import ParameterError
 from .registry import (
     REGISTRY,
@@ -41,7 +42,9 @@ def reconstruct(series: TiltSeries, method: str = "tv", control: RunControl | No
     :class:`~edxtomo.recon.params.ParameterError` naming it.
 
     ``control`` reports progress every iteration and stops the run between
-    snapshots (others stop when the generator is closed). ``time_limit``
+    snapshots (others stop when the generator is closed). A run that would
+    not fit in the device's memory raises :class:`~edxtomo.errors.ResourceError`
+    with the estimate (:mod:`edxtomo.recon.memory`) before allocating. ``time_limit``
     (seconds, or ``"10m"``, ``"1.5h"``) ends the run when spent as if it had
     converged: DIP methods return each element's held-out best iterate, and
     the final snapshot's ``stopped`` says ``"time limit"``. ``resume`` is a
@@ -50,6 +53,14 @@ def reconstruct(series: TiltSeries, method: str = "tv", control: RunControl | No
     """
     spec = get_method(method)
     checked = spec.check(params)
+    if "device" in checked:
+        from ..devices import resolve_device
+
+        device = str(resolve_device(checked["device"]))
+    else:
+        device = "cpu"
+    # Before anything large is allocated: refuse a run that cannot fit, saying why.
+    check_fits(spec.name, series.shape, len(series.elements), checked, device)
     seconds = parse_duration(time_limit)
     if seconds is not None:
         control = control or RunControl()
