@@ -286,6 +286,11 @@ class _progress_bar:
                 return
             if total:
                 self._bar.total = total
+            budget = self._control.seconds_to_limit() if self._control is not None else None
+            if budget is not None:
+                # The run ends at the budget, whatever the iteration count says.
+                self._bar.set_description_str(f"budget left {int(budget) // 60}:{int(budget) % 60:02d}",
+                                              refresh=False)
             if iteration > self._bar.n:
                 self._bar.update(iteration - self._bar.n)
 
