@@ -52,6 +52,13 @@ def test_calibrate_compute_stats_and_profile(make_napari_viewer, qtbot, cell, tm
     k = dock.calibrate()
     assert k["Sb"] == pytest.approx(SENSITIVITY["Ge"] / SENSITIVITY["Sb"], rel=1e-4)
     assert float(dock.k_table.item(1, 1).text()) == pytest.approx(k["Sb"], rel=1e-4)
+    # Hiding the volumes and adding a layer keeps the elements and the calibrated values.
+    for lyr in viewer.layers:
+        lyr.visible = False
+    viewer.add_points(np.zeros((1, 3)), name="marker")
+    assert dock.k_factors() == pytest.approx(k, rel=1e-5)
+    for lyr in viewer.layers:
+        lyr.visible = True
 
     comp = dock.compute()
     matrix = labels == 1

@@ -48,14 +48,20 @@ COMPOSITION_KIND = "composition"
 
 
 def element_volumes(viewer: Any) -> dict[str, tuple[Any, np.ndarray]]:
-    """``{element: (layer, data)}`` of the visible count volumes (latest layer per element wins)."""
+    """``{element: (layer, data)}`` of the count volumes in the viewer.
+
+    When an element has several volumes (two runs), a visible one wins over
+    a hidden one and, among equals, the one higher in the layer list.
+    """
     out: dict[str, tuple[Any, np.ndarray]] = {}
     for layer in viewer.layers:
         meta = layer_meta(layer)
-        if (layer.__class__.__name__ == "Image" and getattr(layer, "ndim", 0) == 3
-                and is_volume_layer(layer) and meta.get("kind") != COMPOSITION_KIND
-                and layer.visible):
-            out[meta.get("element") or layer.name] = (layer, np.asarray(layer.data))
+        if not (layer.__class__.__name__ == "Image" and getattr(layer, "ndim", 0) == 3
+                and is_volume_layer(layer) and meta.get("kind") != COMPOSITION_KIND):
+            continue
+        el = meta.get("element") or layer.name
+        if el not in out or layer.visible or not out[el][0].visible:
+            out[el] = (layer, np.asarray(layer.data))
     return out
 
 

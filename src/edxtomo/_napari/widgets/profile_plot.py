@@ -34,11 +34,11 @@ class ProfilePlot(QWidget):
         y0, y1 = min(float(f.min()) for f in finite), max(float(f.max()) for f in finite)
         y1 = y1 if y1 > y0 else y0 + 1.0
         x1 = max(float(d[-1]) for d, _ in self.lines.values()) or 1.0
-        box = QRectF(44, 8, max(self.width() - 52, 10), max(self.height() - 36, 10))
+        box = QRectF(52, 8, max(self.width() - 60, 10), max(self.height() - 36, 10))
         p.setPen(QColor("#444"))
         p.drawRect(box)
-        p.drawText(QRectF(0, box.top() - 6, 40, 12), Qt.AlignmentFlag.AlignRight, f"{y1:.3g}")
-        p.drawText(QRectF(0, box.bottom() - 6, 40, 12), Qt.AlignmentFlag.AlignRight, f"{y0:.3g}")
+        p.drawText(QRectF(0, box.top() - 6, 48, 12), Qt.AlignmentFlag.AlignRight, f"{y1:.3g}")
+        p.drawText(QRectF(0, box.bottom() - 6, 48, 12), Qt.AlignmentFlag.AlignRight, f"{y0:.3g}")
         p.drawText(QRectF(box.left(), box.bottom() + 2, box.width(), 14),
                    Qt.AlignmentFlag.AlignHCenter, f"distance (nm), 0–{x1:.3g}; values in {self.unit}")
         for i, (name, (d, v)) in enumerate(self.lines.items()):
