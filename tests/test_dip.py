@@ -212,3 +212,46 @@ def test_dipm_tv_beats_sirt_on_a_tiny_phantom(tiny):
     p_sirt = compare(sirt.volumes, phantom.volumes)["mean"]["psnr"]
     p_dip = compare(dip.volumes, phantom.volumes)["mean"]["psnr"]
     assert p_dip > p_sirt + 1.0
+
+
+def test_coarse_to_fine_switch_keeps_the_output_and_refines_after():
+    from edxtomo.recon.nets import CoarseToFine, set_fine
+
+    torch.manual_seed(0)
+    net = CoarseToFine(in_channels=4, out_channels=2, widths=(4, 8), skip_widths=(1, 2), fine_channels=3)
+    z = (torch.rand(1, 4, 8, 8, 8), torch.rand(1, 3, 16, 16, 16))
+    coarse = net(z)
+    set_fine(net)
+    # The refinement level starts at zero: what was learnt at half resolution carries over.
+    torch.testing.assert_close(net(z), coarse)
+    assert coarse.shape == (1, 2, 16, 16, 16) and coarse.min() >= 0
+    net(z).sum().backward()
+    assert net.refine[-1].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("per_element", [False, True])
+def test_coarse_to_fine_run_and_resume_across_the_switch(tiny, per_element):
+    from edxtomo.recon import RunControl
+
+    _, series = tiny
+    kw = {"iterations": 12, "snapshot_every": 3, "coarse_iterations": 5, "per_element": per_element,
+          **SMALL}
+    full = list(dipm_tv(series, **kw))
+    assert [s.iteration for s in full] == [3, 6, 9, 12]
+    assert all(v.shape == (16, 16, 16) and v.min() >= 0 for v in full[-1].volumes.values())
+    control = RunControl()
+    for snap in reconstruct(series, "dip-tv" if per_element else "dipm-tv", control=control,
+                            **{k: v for k, v in kw.items() if k != "per_element"}):
+        if snap.iteration == 3:
+            control.request_stop()
+    resumed = run_to_end(dipm_tv(series, resume=snap.state(), **kw))
+    for e in series.elements:
+        np.testing.assert_allclose(resumed.volumes[e], full[-1].volumes[e], rtol=1e-4, atol=1e-6)
+
+
+def test_output_average_ramps_up_to_its_decay():
+    from edxtomo.recon.dip import _ema_decay, _ema_kept
+
+    assert _ema_decay(0.99, 1) < 0.2 and _ema_decay(0.99, 10**6) == 0.99
+    assert _ema_decay(0.0, 5) == 0.0
+    assert _ema_kept(0.99, 3) == pytest.approx(_ema_decay(0.99, 1) * _ema_decay(0.99, 2) * _ema_decay(0.99, 3))

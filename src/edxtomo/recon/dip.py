@@ -32,7 +32,17 @@ import torch
 
 from ..tiltseries import TiltSeries
 from .control import RunControl, begin, step, stop_reason
-from .nets import Head, NoiseInput, PerElement, UNet3D, calibrate_gain, crop_centre, padded_shape
+from .nets import (
+    CoarseToFine,
+    Head,
+    NoiseInput,
+    PerElement,
+    UNet3D,
+    calibrate_gain,
+    crop_centre,
+    padded_shape,
+    set_fine,
+)
 from .objective import data_misfit, poisson_nll, tv_norm
 from .params import (
     Annotated,
@@ -60,8 +70,14 @@ TV_EPS = 1e-8
 #: Iterations of the warm-start reconstructions (converged enough to imitate).
 WARM_TV_ITERATIONS = 300
 WARM_SIRT_ITERATIONS = 100
+#: The output average's decay ramps up as min(ema, (1 + t) / (EMA_RAMP + t)) at iteration t:
+#: it averages over about the last t / (EMA_RAMP - 1) iterations until it reaches ``ema``.
+#: A fixed 0.99 lags ~100 iterations behind a network that is still improving fast.
+EMA_RAMP = 10
+#: Channels of the full-size noise input of the coarse-to-fine network's refinement level.
+FINE_INPUT_CHANNELS = 8
 #: Version of the state saved by :meth:`_Loop.state` (``--resume``).
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 Loss = Literal["auto", "ls", "poisson"]
 WarmStart = Literal["none", "tv", "sirt"]
@@ -117,6 +133,9 @@ def dipm_tv(
         "learning rate at the last iteration relative to lr, exponential decay (1: constant)",
         advanced=True)] = 1.0,
     per_element: Annotated[bool, Doc("one network per element (DIP-TV)", advanced=True)] = False,
+    coarse_iterations: Annotated[int, Range(0, 10_000_000), Doc(
+        "iterations fitted at half resolution first (a half-size U-Net, then a full-resolution "
+        "refinement level); 0: a full-size U-Net throughout", advanced=True)] = 0,
     control: RunControl | None = None,
     resume: dict[str, Any] | None = None,
 ) -> Iterator[Snapshot]:
@@ -180,6 +199,7 @@ class DipSettings:
     clip_grad: float = 0.0
     lr_decay: float = 1.0
     per_element: bool = False
+    coarse_iterations: int = 0
 
     def __post_init__(self) -> None:
         # The declarations in dipm_tv's signature are the one source of types and ranges.
@@ -242,19 +262,45 @@ class DipObjective:
         return out
 
 
+class PairInput:
+    """The half-size and full-size noise inputs of a :class:`CoarseToFine` network (one generator)."""
+
+    def __init__(self, coarse: NoiseInput, fine: NoiseInput) -> None:
+        self.coarse, self.fine, self.generator = coarse, fine, coarse.generator
+
+    @property
+    def base(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.coarse.base, self.fine.base
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.coarse(), self.fine()
+
+
 def _build_network(settings: DipSettings, prob: Problem, train: torch.Tensor
-                   ) -> tuple[torch.nn.Module, NoiseInput]:
+                   ) -> tuple[torch.nn.Module, NoiseInput | PairInput]:
     """The seeded U-Net(s) and noise input, output level calibrated to the data."""
     dev, n_elem = prob.device, len(prob.elements)
     net_args = {"in_channels": settings.input_channels, "widths": settings.widths,
                 "skip_widths": settings.skip_widths, "head": settings.head}
+    coarse = settings.coarse_iterations > 0
+    kind = CoarseToFine if coarse else UNet3D
+    if coarse:
+        net_args["fine_channels"] = FINE_INPUT_CHANNELS
     with torch.random.fork_rng(devices=[]):  # seed the weights without touching global state
         torch.manual_seed(settings.seed)
-        net = (PerElement(n_elem, **net_args) if settings.per_element
-               else UNet3D(out_channels=n_elem, **net_args)).to(dev)
+        net = (PerElement(n_elem, kind, **net_args) if settings.per_element
+               else kind(out_channels=n_elem, **net_args)).to(dev)
     gen = torch.Generator(device=dev).manual_seed(settings.seed)
-    noise = NoiseInput(settings.input_channels, padded_shape(prob.volume_shape, net.multiple),
-                       INPUT_SCALE, settings.input_jitter, gen, dev, prob.dtype)
+    if coarse:
+        half = padded_shape([-(-n // 2) for n in prob.volume_shape], net.multiple)
+        noise = PairInput(
+            NoiseInput(settings.input_channels, half, INPUT_SCALE, settings.input_jitter, gen, dev,
+                       prob.dtype),
+            NoiseInput(FINE_INPUT_CHANNELS, [2 * n for n in half], INPUT_SCALE, settings.input_jitter,
+                       gen, dev, prob.dtype))
+    else:
+        noise = NoiseInput(settings.input_channels, padded_shape(prob.volume_shape, net.multiple),
+                           INPUT_SCALE, settings.input_jitter, gen, dev, prob.dtype)
     # Mass conservation: the mean of a normalised projection is the volume's mean.
     calibrate_gain(net, noise.base, prob.meas[:, train].flatten(1).mean(1))
     return net, noise
@@ -275,6 +321,19 @@ def _warm_target(series: TiltSeries, train: np.ndarray, prob: Problem, how: str)
     vols = run_to_end(gen).volumes
     arr = np.stack([vols[e] / np.float32(prob.rho[i]) for i, e in enumerate(prob.elements)])
     return torch.from_numpy(arr).to(prob.device, prob.dtype)
+
+
+def _ema_decay(ema: float, it: int) -> float:
+    """Decay of the output average at iteration ``it`` (see :data:`EMA_RAMP`)."""
+    return min(ema, (1 + it) / (EMA_RAMP + it))
+
+
+def _ema_kept(ema: float, it: int) -> float:
+    """Weight of the (zero) starting value in the average after ``it`` iterations."""
+    kept = 1.0
+    for i in range(1, it + 1):
+        kept *= _ema_decay(ema, i)
+    return kept
 
 
 def _finite(t: torch.Tensor) -> bool:
@@ -308,17 +367,24 @@ def _iterate(series: TiltSeries, s: DipSettings, control: RunControl | None,
     if first > 1:
         info["resumed_from"] = first - 1
 
+    if s.coarse_iterations and first > s.coarse_iterations:
+        set_fine(net)
+
     def state(it: int) -> dict[str, Any]:
         return _state(it, s, net, opt, scaler, schedule, noise, best, ema_acc)
 
-    def current_volume(it: int) -> torch.Tensor:
-        return ema_acc / (1 - s.ema**it) if s.ema > 0 else ema_acc
+    kept = [_ema_kept(s.ema, first - 1)]  # product of the decays so far: the start's weight
+
+    def current_volume() -> torch.Tensor:
+        return ema_acc / (1 - kept[0]) if kept[0] < 1 else ema_acc
 
     net.train()
     begin(control)
-    it, why, current = first - 1, StopReason.NONE, current_volume(max(1, first - 1))
+    it, why, current = first - 1, StopReason.NONE, current_volume()
     try:
         for it in range(first, iterations + 1):
+            if it == s.coarse_iterations + 1:
+                set_fine(net)  # the refinement level starts at zero: the output does not jump
             with torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext():
                 out = net(noise())
             # The sparse projector and the loss stay in float32, outside autocast.
@@ -343,8 +409,10 @@ def _iterate(series: TiltSeries, s: DipSettings, control: RunControl | None,
                 schedule.step()
             snap = None
             with torch.no_grad():
-                ema_acc.mul_(s.ema).add_(vol.detach(), alpha=1 - s.ema)
-                current = current_volume(it)
+                decay = _ema_decay(s.ema, it)
+                ema_acc.mul_(decay).add_(vol.detach(), alpha=1 - decay)
+                kept[0] *= decay
+                current = current_volume()
                 stop = step(control, it, iterations)
                 if held.size and (it % s.eval_every == 0 or it == iterations or stop):
                     best.update(it, objective.heldout_errors(current), current)
@@ -391,7 +459,7 @@ def _final(prob: Problem, objective: DipObjective, best: BestIterate, current: t
 
 
 def _state(it: int, s: DipSettings, net: torch.nn.Module, opt: torch.optim.Optimizer,
-           scaler: Any, schedule: Any, noise: NoiseInput, best: BestIterate,
+           scaler: Any, schedule: Any, noise: NoiseInput | PairInput, best: BestIterate,
            ema_acc: torch.Tensor) -> dict[str, Any]:
     """Everything needed to continue the run after iteration ``it`` (tensors, numbers, lists)."""
     return {
@@ -408,7 +476,7 @@ def _state(it: int, s: DipSettings, net: torch.nn.Module, opt: torch.optim.Optim
 
 
 def _restore(state: dict[str, Any], s: DipSettings, net: torch.nn.Module, opt: torch.optim.Optimizer,
-             scaler: Any, schedule: Any, noise: NoiseInput, best: BestIterate,
+             scaler: Any, schedule: Any, noise: NoiseInput | PairInput, best: BestIterate,
              ema_acc: torch.Tensor) -> int:
     """Load a :func:`_state` into a freshly built run; returns the iteration it was taken at."""
     if state.get("version") != STATE_VERSION or state.get("method") != s.method:

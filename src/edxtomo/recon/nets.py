@@ -93,6 +93,10 @@ class UNet3D(nn.Module):
         return 2**self.levels
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.out(self.features(z))) * self.gain
+
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """The last decoder level's output (``widths[0]`` channels), before the head."""
         skips = []
         h = z
         for skip, down in zip(self.skip, self.down, strict=True):
@@ -101,7 +105,7 @@ class UNet3D(nn.Module):
         for up, s in zip(self.up, reversed(skips), strict=True):
             h = F.interpolate(h, scale_factor=2, mode="trilinear", align_corners=False)
             h = up(torch.cat((h, s), 1) if s is not None else h)
-        return self.activate(self.out(h)) * self.gain
+        return h
 
     def activate(self, h: torch.Tensor) -> torch.Tensor:
         if self.head == "lrelu2":
@@ -165,12 +169,65 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-class PerElement(nn.Module):
-    """One independent :class:`UNet3D` per element (DIP-TV), outputs stacked as channels."""
+class CoarseToFine(nn.Module):
+    """A :class:`UNet3D` at half resolution plus one full-resolution refinement level.
 
-    def __init__(self, n_elements: int, **kwargs) -> None:
+    The U-Net runs on a half-size noise input; its pre-activation output is
+    upsampled trilinearly to full resolution. While :attr:`fine` is False
+    (the coarse stage) that is the whole network: the volume is a smooth
+    half-resolution field, at an eighth of the U-Net's full-size cost. Once
+    :attr:`fine` is set, a refinement level adds a full-resolution correction
+    before the head: the U-Net's last features upsampled, concatenated with a
+    1×1×1 skip branch of a full-size noise input, a 3×3×3 and a 1×1×1
+    convolution, and a final 1×1×1 convolution that starts at zero, so the
+    switch does not change the output and everything learnt at half
+    resolution carries over. ``forward`` takes ``(coarse_input, fine_input)``.
+    """
+
+    def __init__(self, in_channels: int = 32, out_channels: int = 1,
+                 widths: Sequence[int] = (16, 32, 64, 128),
+                 skip_widths: Sequence[int] | None = None, head: str = "lrelu2",
+                 fine_channels: int = 8, fine_skip: int = 4) -> None:
         super().__init__()
-        self.nets = nn.ModuleList(UNet3D(out_channels=1, **kwargs) for _ in range(n_elements))
+        self.inner = UNet3D(in_channels, out_channels, widths, skip_widths, head)
+        w0 = int(widths[0])
+        self.fine_skip = nn.Sequential(*_block(fine_channels, fine_skip, k=1))
+        last = nn.Conv3d(w0, out_channels, 1)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.refine = nn.Sequential(nn.BatchNorm3d(w0 + fine_skip), *_block(w0 + fine_skip, w0),
+                                    *_block(w0, w0, k=1), last)
+        self.fine = False
+
+    @property
+    def multiple(self) -> int:
+        """The half-size input must be a multiple of this."""
+        return self.inner.multiple
+
+    def forward(self, z: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        zc, zf = z
+        h = self.inner.features(zc)
+        pre = F.interpolate(self.inner.out(h), scale_factor=2, mode="trilinear", align_corners=False)
+        if self.fine:
+            up = F.interpolate(h, scale_factor=2, mode="trilinear", align_corners=False)
+            pre = pre + self.refine(torch.cat((up, self.fine_skip(zf)), 1))
+        return self.inner.activate(pre) * self.inner.gain
+
+
+def set_fine(net: nn.Module, fine: bool = True) -> None:
+    """Switch every :class:`CoarseToFine` in ``net`` to (or back from) its full-resolution stage."""
+    for m in net.modules():
+        if isinstance(m, CoarseToFine):
+            m.fine = fine
+
+
+class PerElement(nn.Module):
+    """One independent network per element (DIP-TV), outputs stacked as channels."""
+
+    def __init__(self, n_elements: int, net_class: type[nn.Module] | None = None, **kwargs) -> None:
+        super().__init__()
+        make = net_class or UNet3D
+        self.nets = nn.ModuleList(make(out_channels=1, **kwargs) for _ in range(n_elements))
 
     @property
     def multiple(self) -> int:
@@ -181,7 +238,7 @@ class PerElement(nn.Module):
 
 
 @torch.no_grad()
-def calibrate_gain(net: UNet3D | PerElement, z: torch.Tensor, target_mean: torch.Tensor) -> None:
+def calibrate_gain(net: nn.Module, z: torch.Tensor | tuple[torch.Tensor, ...], target_mean: torch.Tensor) -> None:
     """Scale each output channel so the untrained network's mean is ``target_mean``.
 
     An untrained network outputs values of order 0.1 whatever the data; at a
@@ -190,7 +247,7 @@ def calibrate_gain(net: UNet3D | PerElement, z: torch.Tensor, target_mean: torch
     per-element gain also keeps an element with a small signal from being
     stepped on by one with a large signal.
     """
-    nets = [net] if isinstance(net, UNet3D) else list(net.nets)
+    nets = [m for m in net.modules() if isinstance(m, UNet3D)]  # in output-channel order
     out = net(z)
     mean = out.flatten(2).mean(2).reshape(-1).clamp_min(1e-8)
     target = target_mean.reshape(-1).to(mean)
