@@ -11,6 +11,7 @@ touches only napari's model, no Qt.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +33,12 @@ from .layers import (
 
 #: Head-room when the contrast must widen, so it does not widen at every snapshot.
 CONTRAST_HEADROOM = 1.25
+
+#: Least time between two volume redraws during a run. A 3D redraw costs
+#: 150-300 ms with software OpenGL and competes with the run for the CPU;
+#: redrawing at every 150 ms tick made a TV run ~1.35x slower than on the
+#: command line (benchmarks/bench_gui_latency.py --gui-vs-cli).
+MIN_REDRAW_INTERVAL_S = 1.0
 
 
 class LatestWins:
@@ -151,14 +158,18 @@ class ThrottledStreamer(QObject):
     """Applies the newest parked snapshot on a timer tick (main thread).
 
     ``on_tick``, if given, runs first at every tick (e.g. to report progress
-    between snapshots).
+    between snapshots). A parked snapshot is applied at most every
+    ``min_redraw_s`` seconds (the last one always, at :meth:`stop`).
     """
 
     def __init__(self, apply: Callable[[Snapshot], None], interval_ms: int = 150,
-                 parent: QObject | None = None, on_tick: Callable[[], None] | None = None) -> None:
+                 parent: QObject | None = None, on_tick: Callable[[], None] | None = None,
+                 min_redraw_s: float = MIN_REDRAW_INTERVAL_S) -> None:
         super().__init__(parent)
         self._apply = apply
         self._on_tick = on_tick
+        self.min_redraw_s = float(min_redraw_s)
+        self._last_apply = -float("inf")
         self.mailbox = LatestWins()
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
@@ -173,12 +184,14 @@ class ThrottledStreamer(QObject):
     def _tick(self) -> None:
         if self._on_tick is not None:
             self._on_tick()
-        self.flush()
+        if time.perf_counter() - self._last_apply >= self.min_redraw_s:
+            self.flush()
 
     def flush(self) -> None:
         """Apply the parked snapshot now, if any."""
         snap = self.mailbox.take()
         if snap is not None:
+            self._last_apply = time.perf_counter()
             self._apply(snap)
 
     def stop(self) -> None:

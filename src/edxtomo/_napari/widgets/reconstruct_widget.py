@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
@@ -17,17 +17,27 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from ...devices import DeviceError, resolve_device
-from ...recon import available_methods, method_function
+from ...recon import available_methods
 from ...recon.control import STOPPED_BY_USER
+from ...recon.memory import estimate as memory_estimate
 from ...runner import RunRecord, clean_params
 from ...tiltseries import TiltSeriesError
 from .. import settings
-from ..layers import is_tilt_layer, layer_meta, method_label, series_from_layers, tilt_summary
+from ..estimates import Estimate, duration
+from ..layers import (
+    element_legend,
+    is_tilt_layer,
+    layer_meta,
+    method_label,
+    series_from_layers,
+    tilt_summary,
+    volume_shape_text,
+)
 from ..params_form import ParamsForm
+from ._dock import DockBase
 from .loss_plot import LossPlot
 from .run_controller import RunController
 
@@ -36,24 +46,36 @@ if TYPE_CHECKING:
 
 SECTION = "reconstruct"
 
+ABOUT = ("Reconstructs one 3D volume per element from the ticked tilt-series layers. Pick the "
+         "tilts and the algorithm, press Start and watch the volumes in 3D; Stop keeps the "
+         "volumes shown. The run's settings are recorded for Export and the command line.")
+
+TIPS = {
+    "layers": "Tilt-series layers (one per element) to reconstruct together; they must share "
+              "their tilt angles. Elements reconstructed together share one network (DIPm-TV).",
+    "tilt_min": "Lowest tilt used, in degrees (typically -70..-30). Tilts outside the range are "
+                "left out, e.g. a damaged or shadowed high tilt.",
+    "tilt_max": "Highest tilt used, in degrees (typically 30..70).",
+    "method": "SIRT: fast, blurry baseline. TV: total variation (compressed sensing), seconds to "
+              "minutes. DIP-TV / DIPm-TV: deep image prior with TV, best along z but minutes to "
+              "hours on a CPU.",
+    "start": "Start the reconstruction on a background thread (one run at a time).",
+    "stop": "End the run after the current iteration and keep its volumes.",
+}
+
 
 def usable_methods() -> list[str]:
-    """Methods whose module imports here (DIP and tomopy are optional)."""
-    out = []
-    for m in available_methods():
-        try:
-            method_function(m)
-        except (ImportError, AttributeError):
-            continue
-        out.append(m)
-    return out
+    """Methods whose dependencies import here (the registry decides; tomopy is optional)."""
+    return available_methods()
 
 
-class ReconstructWidget(QWidget):
+class ReconstructWidget(DockBase):
     """Choose tilt-series layers and a method, start/stop, watch volumes and losses."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
+        super().__init__(ABOUT)
+        self._warned = False
+        self._estimate: Estimate | None = None
         self.viewer = napari_viewer
         self._saved = settings.load(SECTION)
         self._params_by_method: dict[str, dict[str, Any]] = dict(self._saved.get("params", {}))
@@ -69,10 +91,11 @@ class ReconstructWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = self.body
         layout.addWidget(QLabel("Element tilt series:"))
         self.layer_list = QListWidget()
         self.layer_list.setMaximumHeight(110)
+        self.layer_list.setToolTip(TIPS["layers"])
         self.layer_list.itemChanged.connect(self._update_tilt_summary)
         layout.addWidget(self.layer_list)
 
@@ -85,6 +108,8 @@ class ReconstructWidget(QWidget):
             box.setSuffix(" °")
             box.valueChanged.connect(self._update_tilt_summary)
             row.addWidget(box)
+        self.tilt_min.setToolTip(TIPS["tilt_min"])
+        self.tilt_max.setToolTip(TIPS["tilt_max"])
         form.addRow("tilt range", row)
         self.tilt_label = QLabel("")
         self.tilt_label.setWordWrap(True)
@@ -92,11 +117,17 @@ class ReconstructWidget(QWidget):
         self.method_box = QComboBox()
         for m in usable_methods():
             self.method_box.addItem(method_label(m), m)
+        self.method_box.setToolTip(TIPS["method"])
         form.addRow("algorithm", self.method_box)
         layout.addLayout(form)
 
         self.params_host = QVBoxLayout()
         layout.addLayout(self.params_host)
+        self.shape_label = QLabel("")
+        self.shape_label.setWordWrap(True)
+        self.shape_label.setToolTip("The volume this run will produce: depth nz (along the beam "
+                                    "at 0 deg) x the map size, at the (binned) pixel size.")
+        layout.addWidget(self.shape_label)
         self.form: ParamsForm | None = None
         saved_method = self._saved.get("method")
         idx = self.method_box.findData(saved_method) if saved_method else -1
@@ -110,6 +141,8 @@ class ReconstructWidget(QWidget):
         self.start_btn, self.stop_btn = QPushButton("Start"), QPushButton("Stop")
         self.start_btn.clicked.connect(self.start)
         self.stop_btn.clicked.connect(self.stop)
+        self.start_btn.setToolTip(TIPS["start"])
+        self.stop_btn.setToolTip(TIPS["stop"])
         self.stop_btn.setEnabled(False)
         buttons.addWidget(self.start_btn)
         buttons.addWidget(self.stop_btn)
@@ -117,9 +150,15 @@ class ReconstructWidget(QWidget):
         self.progress_bar = QProgressBar()
         self.progress_bar.setFormat("%v / %m iterations")
         layout.addWidget(self.progress_bar)
-        self.status = QLabel("idle")
-        self.status.setWordWrap(True)
+        self.estimate = QLabel("")
+        self.estimate.setWordWrap(True)
+        self.estimate.setToolTip("Measured on this run's iterations so far.")
+        layout.addWidget(self.estimate)
+        self.set_status("idle")
         layout.addWidget(self.status)
+        self.legend = QLabel("")
+        self.legend.setToolTip("Colour of each element's volume in the 3D view.")
+        layout.addWidget(self.legend)
         self.plot = LossPlot()
         layout.addWidget(self.plot)
         layout.addStretch(1)
@@ -130,17 +169,19 @@ class ReconstructWidget(QWidget):
 
     def _on_method_changed(self) -> None:
         if self.form is not None:
-            self._params_by_method[self.form.method] = self.form.values()
+            self._params_by_method[self.form.method] = self.form.raw_values()
             self.params_host.removeWidget(self.form.native)
             self.form.native.deleteLater()
         self.form = ParamsForm(self.method, self._params_by_method.get(self.method))
         self.form.changed.connect(self.save_settings)
+        self.form.changed.connect(self._update_shape)
         self.params_host.addWidget(self.form.native)
         self.save_settings()
+        self._update_shape()
 
     def save_settings(self, *_: Any) -> None:
         if self.form is not None:
-            self._params_by_method[self.form.method] = self.form.values()
+            self._params_by_method[self.form.method] = self.form.raw_values()
         settings.save(SECTION, {"method": self.method, "params": self._params_by_method})
 
     # --------------------------------------------------------------- layers
@@ -180,9 +221,37 @@ class ReconstructWidget(QWidget):
                 box.blockSignals(True)
                 box.setValue(value)
                 box.blockSignals(False)
-        self.tilt_label.setText(
-            tilt_summary(angles, self.tilt_min.value(), self.tilt_max.value()) if angles
-            else "no tilt-series layer: use 'Load EDX tilt series' or File > Open Sample")
+        if angles:
+            text = tilt_summary(angles, self.tilt_min.value(), self.tilt_max.value())
+        elif self.tilt_layers():
+            text = "no tilt-series layer ticked: tick the elements to reconstruct above"
+        else:
+            text = "no tilt-series layer: use 'Load EDX tilt series' or File > Open Sample"
+        self.tilt_label.setText(text)
+        self._update_shape()
+
+    def _update_shape(self, *_: Any) -> None:
+        """Show the volume the current settings give (nz from the form, else the map width)."""
+        if not hasattr(self, "shape_label"):
+            return
+        layers = self.checked_layers()
+        if not layers or self.form is None:
+            self.shape_label.setText("")
+            return
+        _, ny, nx = layers[0].data.shape
+        try:
+            nz = self.form.values().get("nz")
+        except ValueError:
+            nz = None  # a half-typed entry: show the default depth until it parses
+        ps = float(layer_meta(layers[0]).get("pixel_size_nm") or 1.0)
+        text = volume_shape_text(ny, nx, nz if nz else None, ps)
+        try:
+            params = clean_params(self.method, self.form.values())
+            est = memory_estimate(self.method, layers[0].data.shape, len(layers), params)
+            text += f"; memory {est.describe()}"
+        except ValueError:
+            pass  # a half-typed entry: the estimate follows once it parses
+        self.shape_label.setText(text)
 
     # ------------------------------------------------------------------ run
     def build_record(self) -> RunRecord:
@@ -199,7 +268,8 @@ class ReconstructWidget(QWidget):
         meta = layer_meta(layers[0])
         return RunRecord(method=self.method, params=params, series=series,
                          inputs=list(meta.get("inputs") or []),
-                         read_options=dict(meta.get("read_options") or {}), tilt_range=(lo, hi))
+                         read_options=dict(meta.get("read_options") or {}), tilt_range=(lo, hi),
+                         time_limit=self.form.time_limit())
 
     def start(self) -> None:
         if self.controller.running:
@@ -218,40 +288,79 @@ class ReconstructWidget(QWidget):
         self.progress_bar.setValue(0)
         self.plot.clear()
         self.progress_bar.setFormat("%v / %m iterations")
-        self.status.setText(f"{method_label(record.method)} starting on "
-                            f"{', '.join(record.series.elements)}…")
+        self._warned, self._estimate = False, None
+        self._on_cpu = str(resolve_device(record.params.get("device", "auto"))).startswith("cpu")
+        self.estimate.setText("timing the first iterations…")
+        self.estimate.setStyleSheet("")
+        series = record.series
+        if series.n_angles < 5 or series.missing_wedge > 140:
+            show_warning(f"few tilts: {series.n_angles} tilts leave a {series.missing_wedge:g} deg "
+                         "missing wedge; expect strong elongation along z")
+        self.set_status(f"{method_label(record.method)} starting on "
+                        f"{', '.join(record.series.elements)}…")
 
     def stop(self) -> None:
         self.controller.stop()
         self.stop_btn.setEnabled(False)
-        self.status.setText("stopping after the current iteration…")
+        self._clear_time_left()
+        self.set_status("stopping after the current iteration…")
+
+    def _clear_time_left(self) -> None:
+        self.progress_bar.setFormat("%v / %m iterations")
+        self.estimate.setText("")
 
     def _on_progress(self, iteration: int, total: int, seconds_left: float) -> None:
         # The bar carries the progress text: it changes every tick, and a bar
         # repaints itself without re-laying out the dock (a wrapped label would).
         # QProgressBar.setValue repaints synchronously; with updates off the
         # changes are painted once, in the same pass as the 3D canvas.
-        left = f", ~{_duration(seconds_left)} left" if seconds_left >= 0 else ""
+        stopping = self.controller.control is not None and self.controller.control.stop_requested
+        left = f", ~{duration(seconds_left)} left" if seconds_left >= 0 and not stopping else ""
         bar = self.progress_bar
         bar.setUpdatesEnabled(False)
         bar.setFormat(f"%v / %m iterations{left}")
         bar.setRange(0, total)
         bar.setValue(iteration)
         bar.setUpdatesEnabled(True)
+        if iteration > 0 and self.status.text().endswith("…") and not stopping:
+            self.set_status(f"running: iteration {iteration} of {total}")
+        est = Estimate.from_progress(iteration, total, seconds_left)
+        if est is None or stopping:
+            return
+        first = self._estimate is None
+        # The label is re-laid out on change: a new text once the estimate moves by 10 %.
+        if first or abs(est.total - self._estimate.total) > 0.1 * self._estimate.total:
+            self._estimate = est
+            control = self.controller.control
+            limited = control is not None and getattr(control, "time_limit", None) is not None
+            warning = est.warning(getattr(self, "_on_cpu", True), limited)
+            self.estimate.setText(est.text(total) + (f"\n{warning}" if warning else ""))
+            self.estimate.setStyleSheet("color: orange;" if warning else "")
+            if warning and not self._warned:
+                self._warned = True
+                show_warning(warning)
 
     def _on_update(self, snap: Any) -> None:
         if snap.iteration > self.progress_bar.value():  # a method without progress between snapshots
             self._on_progress(snap.iteration, snap.total, -1.0)
         losses = ", ".join(f"{k} {v:.3g}" for k, v in snap.losses.items())
-        self.status.setText(f"iteration {snap.iteration}, {snap.elapsed_s:.0f} s: {losses}")
+        self.set_status(f"iteration {snap.iteration}, {snap.elapsed_s:.0f} s: {losses}")
+        self._update_legend()
         if self.controller.record is not None:
             self.plot.show_history(self.controller.record.history)
 
     def _on_finished(self, record: RunRecord | None) -> None:
         self.start_btn.setEnabled(True)
         self.stop_btn.setEnabled(False)
+        self._clear_time_left()
         if record is None:
             return
+        self._update_legend()
+        if record.last is not None and record.last.iteration > 0:
+            self.estimate.setText(f"took {duration(record.last.elapsed_s)} "
+                                  f"({record.last.elapsed_s / record.last.iteration:.3g} s per "
+                                  "iteration)")
+            self.estimate.setStyleSheet("")
         if record.history:
             self.plot.show_history(record.history)
         done = record.last.iteration if record.last else 0
@@ -260,13 +369,9 @@ class ReconstructWidget(QWidget):
         if best and record.last.stopped != STOPPED_BY_USER:
             text += "; shown: each element's best held-out iterate (" + ", ".join(
                 f"{e} {it}" for e, it in best.items()) + ")"
-        self.status.setText(text + (f": {record.error}" if record.error else ""))
+        self.set_status(text + (f": {record.error}" if record.error else ""))
 
-
-def _duration(seconds: float) -> str:
-    """``"45 s"``, ``"12 min"``, ``"2.5 h"``."""
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    def _update_legend(self) -> None:
+        items = element_legend(self.viewer.layers)
+        self.legend.setText("  ".join(f'<span style="color:{c}">&#9632; {e}</span>'
+                                      for e, c in items))
