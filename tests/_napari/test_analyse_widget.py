@@ -100,6 +100,10 @@ def test_calibrate_compute_stats_and_profile(make_napari_viewer, qtbot, cell, tm
     pixels = dock.plot.grab().toImage()  # paints the profile (NaN gaps included)
     assert pixels.width() > 0
 
+    dock.k_table.item(0, 1).setText("abc")
+    viewer.add_points(np.zeros((1, 3)), name="another")  # a refresh keeps the typed text
+    assert dock.compute() is None and "k-factor of Ge: 'abc' is not a number" in dock.status.text()
+
 
 def test_masked_voxels_are_transparent(make_napari_viewer):
     # Left half of the volume has no signal (masked, NaN), the right half is Ge50Te50.
@@ -128,12 +132,14 @@ def test_masked_voxels_are_transparent(make_napari_viewer):
 def test_resolution_of_the_run_is_shown(make_napari_viewer, qtbot):
     phantom = make_phantom("core_shell", 16, seed=1)
     series = acquire(phantom, tilt_angles(-40, 40, 5), dose=10.0, seed=1)
+    series.provenance["k_factors"] = {"Se_Ka": 1.25}  # as a reader might record them
     record = RunRecord(method="sirt", params={"iterations": 10, "device": "cpu"}, series=series)
     viewer = make_napari_viewer()
     for el, vol in phantom.volumes.items():
         viewer.add_image(vol, name=f"{el} [SIRT]", metadata={META_KEY: {
             "kind": "volume", "element": el, "run": record, "pixel_size_nm": series.pixel_size}})
     dock = AnalyseWidget(viewer)
+    assert dock.k_factors() == {"In": 1.0, "Se": 1.25, "S": 1.0}
     worker = dock.estimate_resolution()
     assert worker is not None and not dock.resolution_btn.isEnabled()
     qtbot.waitUntil(lambda: dock.resolution_worker is None, timeout=120_000)

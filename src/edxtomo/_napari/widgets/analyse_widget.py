@@ -33,6 +33,7 @@ from ...quantify import (
     Composition,
     calibrate_k_factors,
     cliff_lorimer,
+    k_factors_from_metadata,
     line_profile,
     region_stats,
     stats_csv,
@@ -174,14 +175,16 @@ class AnalyseWidget(QWidget):
     # ------------------------------------------------------------ layers
     def refresh(self, *_: Any) -> None:
         """Element rows of the k-factor table and the Labels choices follow the layers."""
-        current = self.k_factors()
-        elements = list(element_volumes(self.viewer))
-        self.k_table.setRowCount(len(elements))
-        for i, el in enumerate(elements):
+        vols = element_volumes(self.viewer)
+        # Typed values stay; new elements start from the run's metadata, else 1.
+        current = {**self._metadata_k(vols), **self._typed_k()}
+        self.k_table.setRowCount(len(vols))
+        for i, el in enumerate(vols):
             name = QTableWidgetItem(el)
             name.setFlags(name.flags() & ~Qt.ItemFlag.ItemIsEditable)
             self.k_table.setItem(i, 0, name)
-            self.k_table.setItem(i, 1, QTableWidgetItem(f"{current.get(el, 1.0):g}"))
+            value = current.get(el, 1.0)
+            self.k_table.setItem(i, 1, QTableWidgetItem(value if isinstance(value, str) else f"{value:.6g}"))
         chosen = self.labels_box.currentText()
         self.labels_box.clear()
         self.labels_box.addItems([lyr.name for lyr in self.viewer.layers
@@ -189,6 +192,23 @@ class AnalyseWidget(QWidget):
         if chosen:
             self.labels_box.setCurrentText(chosen)
         self.resolution_label.setText(self._resolution_text())
+
+    @staticmethod
+    def _metadata_k(vols: dict[str, tuple[Any, np.ndarray]]) -> dict[str, float]:
+        for layer, _ in vols.values():
+            record = layer_meta(layer).get("run")
+            if record is not None:
+                return k_factors_from_metadata(record.series.provenance)
+        return {}
+
+    def _typed_k(self) -> dict[str, Any]:
+        """The table's text per element (kept as typed, even when not a number yet)."""
+        out: dict[str, Any] = {}
+        for i in range(self.k_table.rowCount()):
+            name, value = self.k_table.item(i, 0), self.k_table.item(i, 1)
+            if name is not None and value is not None:
+                out[name.text()] = value.text()
+        return out
 
     def k_factors(self) -> dict[str, float]:
         out = {}
