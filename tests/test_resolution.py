@@ -138,3 +138,16 @@ def test_resolution_command_rejects_unknown_parameters(tmp_path, limited_angle, 
                  "--method", "sirt", "--param", "tv_weight=0.1"])
     assert code == 2
     assert "tv_weight" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+def test_resolution_command_on_real_quantum_dots(qd, tmp_path):
+    # 13 .mat maps with no angles in them: the step is given on the command line.
+    code = main(["resolution", str(qd), "--out", str(tmp_path / "res"), "--method", "sirt",
+                 "--iterations", "20", "--device", "cpu", "--bin", "8",
+                 "--angle-start", "-60", "--angle-step", "10"])
+    assert code == 0
+    data = json.loads((tmp_path / "res" / "resolution.json").read_text())
+    assert len(data["angles"]) == 13 and data["voxel_size_nm"] > 0
+    for axis in ("x", "y", "z"):
+        assert 2 * data["voxel_size_nm"] - 1e-9 <= data[f"{axis}_nm"] < 32 * data["voxel_size_nm"]

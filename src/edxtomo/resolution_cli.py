@@ -46,6 +46,10 @@ def add_resolution_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentP
     p.add_argument("--elements", nargs="+", metavar="EL", help="elements to use (default all)")
     p.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"))
     p.add_argument("--angles", metavar="FILE", help="tilt angles in degrees, one per line")
+    p.add_argument("--angle-start", type=float, metavar="DEG",
+                   help="first tilt angle, with --angle-step, when the files carry no angles")
+    p.add_argument("--angle-step", type=float, metavar="DEG", help="tilt step in degrees")
+    p.add_argument("--lines", nargs="+", metavar="LINE", help="X-ray lines for spectrum images")
     p.add_argument("--bin", type=int, default=1, metavar="B", help="count-preserving binning")
     p.add_argument("--attach-to", type=Path, metavar="REC_DIR",
                    help="also store the result under 'resolution' in REC_DIR/reconstruction.json")
@@ -61,7 +65,9 @@ def cmd_resolution(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             params[name] = getattr(args, name)
     params = clean_params(args.method, params)
-    series = read_series(args.inputs, angles_file=args.angles, bin_factor=args.bin)
+    series = read_series(args.inputs, angles_file=args.angles, bin_factor=args.bin,
+                         angle_start=args.angle_start, angle_step=args.angle_step,
+                         lines=args.lines)
     if args.elements:
         series = series.select_elements(args.elements)
     if args.tilt_range:
