@@ -121,17 +121,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_progress(done: int, total: int, message: str) -> None:
+    print(f"  [{done}/{total}] {message}", file=sys.stderr)
+
+
 def _read(inputs: list[str], opts: dict[str, Any]):
-    from .io import read_series
-
-    def progress(done: int, total: int, message: str) -> None:
-        print(f"  [{done}/{total}] {message}", file=sys.stderr)
-
-    from .io import ReadOptions
+    from .runner import read_inputs
 
     # One typed object: validated (--bin 0 refused), unknown keys reported, "angles" is a file here.
-    options = ReadOptions.from_dict(opts)
-    return read_series(inputs, options=options, progress=progress, min_tilts=2)
+    return read_inputs(inputs, opts, _print_progress)
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -161,6 +159,10 @@ def _merge_config(args: argparse.Namespace) -> tuple[list[str], str, dict, dict,
     """Command-line values win over the sidecar's; the sidecar's over the defaults."""
     from .method_options import config_params, method_params_from_args
 
+    if args.resume:
+        from .runner import resume_source
+
+        args.resume = resume_source(args.resume)
     source = args.resume / "reconstruction.json" if args.resume else args.config
     cfg: dict[str, Any] = _load_sidecar(source) if source else {}
     inputs = args.inputs or cfg.get("input") or []
@@ -184,7 +186,7 @@ def _merge_config(args: argparse.Namespace) -> tuple[list[str], str, dict, dict,
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .recon.control import RunControl
     from .recon.status import RunStatus
-    from .runner import RunRecord, clean_params, load_checkpoint, run, time_limit_seconds
+    from .runner import clean_params, load_checkpoint, prepare_record, run, time_limit_seconds
 
     inputs, method, params, ropts, select = _merge_config(args)
     time_limit = time_limit_seconds(params.pop("time_limit", None))
@@ -195,14 +197,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     check_output_folder(args.out, inputs, resume=args.resume)  # before any reading or computing
     lock = OutputLock(args.out)
     lock.acquire()  # released at exit; the runner takes it again (re-entrant)
-    series = _read(inputs, ropts)
-    if select["elements"]:
-        series = series.select_elements(select["elements"])
-    if select["tilt_range"]:
-        series = series.select_tilt_range(*select["tilt_range"])
-    record = RunRecord(method=method, params=params, series=series, inputs=inputs,
-                       read_options=ropts, tilt_range=tuple(select["tilt_range"] or ()) or None,
-                       time_limit=time_limit, resume=resume)
+    record = prepare_record(inputs, method, params, ropts, select["elements"], select["tilt_range"],
+                            time_limit, resume, progress=_print_progress)
+    series = record.series
     budget = f"; time limit {time_limit:g} s" if time_limit else ""
     resumed = f"; resuming after iteration {resume['iteration']}" if resume else ""
     print(f"{method} on {series}; missing wedge {series.missing_wedge:g} deg{budget}{resumed}",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,56 @@ def _write_result_into(record: RunRecord, out: Path, checkpoint: bool) -> list[P
     if not written and record.status in (RunStatus.FINISHED, RunStatus.FAILED) and state_file.exists():
         state_file.unlink()
     return written + paths
+
+
+def resume_source(folder: str | Path) -> Path:
+    """Where the run to resume in ``folder`` left its sidecar and checkpoint.
+
+    A run killed outright left its last checkpoint in ``<folder>.partial``; a
+    run stopped cleanly (Ctrl-C, Stop, a signal) left it in ``folder``
+    itself. Either name may be given.
+    """
+    folder = Path(folder)
+    partial = partial_dir(folder)
+    if not folder.name.endswith(".partial") and (partial / CHECKPOINT_NAME).is_file():
+        return partial
+    return folder
+
+
+def read_inputs(inputs: Sequence[str | Path], read_options: Mapping[str, Any],
+                progress: Callable[[int, int, str], None] | None = None) -> TiltSeries:
+    """Read a tilt series with the read options of ``reconstruct`` (``lines``, ``bin``, ``align``...).
+
+    ``read_options`` is checked as a :class:`~edxtomo.io.ReadOptions` (unknown
+    keys and bad values are errors naming them); a series needs two tilts.
+    """
+    from .io import ReadOptions, read_series
+
+    return read_series([str(i) for i in inputs], options=ReadOptions.from_dict(dict(read_options)),
+                       progress=progress, min_tilts=2)
+
+
+def prepare_record(inputs: Sequence[str | Path], method: str, params: Mapping[str, Any],
+                   read_options: Mapping[str, Any], elements: Sequence[str] | None = None,
+                   tilt_range: Sequence[float] | None = None, time_limit: float | None = None,
+                   resume: dict[str, Any] | None = None,
+                   progress: Callable[[int, int, str], None] | None = None) -> RunRecord:
+    """Read, select elements and tilts, and describe the run: what ``reconstruct`` and batch tasks do.
+
+    ``params`` must already be checked (:func:`clean_params`). The record
+    keeps the read options in their checked form, so the sidecar re-runs.
+    """
+    from .io import ReadOptions
+
+    series = read_inputs(inputs, read_options, progress)
+    if elements:
+        series = series.select_elements(list(elements))
+    if tilt_range:
+        series = series.select_tilt_range(*tilt_range)
+    return RunRecord(method=method, params=dict(params), series=series, inputs=[str(i) for i in inputs],
+                     read_options=ReadOptions.from_dict(dict(read_options)).to_dict(),
+                     tilt_range=tuple(tilt_range) if tilt_range else None, time_limit=time_limit,
+                     resume=resume)
 
 
 def load_checkpoint(folder: str | Path) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """One batch task, run inside a Dask worker: read, select, reconstruct, write.
 
-:func:`prepare_record` does what ``edxtomo reconstruct`` does between the
-command line and :func:`edxtomo.runner.run`, so a batch result equals the
-same run from the command line. The task writes into a hidden sibling folder
+:func:`edxtomo.runner.prepare_record` does what ``edxtomo reconstruct`` does
+between the command line and :func:`edxtomo.runner.run` (both call it), so a
+batch result equals the same run from the command line. The task writes into a hidden sibling folder
 and renames it to ``OUT/<task>/`` only when the run finished, so a killed or
 failed task never leaves a half-written result under the task's name.
 """
@@ -15,46 +15,18 @@ import shutil
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..io import SIDECAR_NAME
 from ..io.atomic import write_json
+from ..runner import prepare_record
 from .manifest import Task
 
 #: Written beside the sidecar: the task's spec, compared by ``--resume``.
 TASK_FILE = "batch_task.json"
 PART_MARK = ".part-"
-
-
-def read_with_options(inputs: Sequence[str], opts: Mapping[str, Any],
-                      progress: Callable[[int, int, str], None] | None = None):
-    """Read a tilt series with `reconstruct`'s read options (``lines``, ``bin``, ``align``...)."""
-    from ..io import ReadOptions, read_series
-
-    return read_series(list(inputs), options=ReadOptions.from_dict(opts), progress=progress,
-                       min_tilts=2)
-
-
-def prepare_record(inputs: Sequence[str], method: str, params: Mapping[str, Any],
-                   read_options: Mapping[str, Any], elements: Sequence[str] | None = None,
-                   tilt_range: Sequence[float] | None = None, time_limit: float | None = None,
-                   progress: Callable[[int, int, str], None] | None = None):
-    """Read, select elements and tilts, and build the :class:`~edxtomo.runner.RunRecord`.
-
-    ``params`` must already be cleaned (:func:`edxtomo.runner.clean_params`).
-    """
-    from ..runner import RunRecord
-
-    series = read_with_options(inputs, read_options, progress)
-    if elements:
-        series = series.select_elements(list(elements))
-    if tilt_range:
-        series = series.select_tilt_range(*tilt_range)
-    return RunRecord(method=method, params=dict(params), series=series, inputs=list(inputs),
-                     read_options=dict(read_options),
-                     tilt_range=tuple(tilt_range) if tilt_range else None, time_limit=time_limit)
 
 
 def finished_spec(folder: Path) -> dict[str, Any] | None:
