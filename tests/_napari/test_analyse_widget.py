@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edxtomo._napari.layers import META_KEY, layer_meta
+from edxtomo._napari.layers import META_KEY, RunRef, layer_meta, series_to_layer_data
 from edxtomo._napari.widgets.analyse_widget import AnalyseWidget
 from edxtomo.phantom import acquire, make_phantom, tilt_angles
 from edxtomo.quantify import region_stats, stats_csv
@@ -134,10 +134,14 @@ def test_resolution_of_the_run_is_shown(make_napari_viewer, qtbot):
     series = acquire(phantom, tilt_angles(-40, 40, 5), dose=10.0, seed=1)
     series.provenance["k_factors"] = {"Se_Ka": 1.25}  # as a reader might record them
     record = RunRecord(method="sirt", params={"iterations": 10, "device": "cpu"}, series=series)
+    # Volume layers carry the run's sidecar; the tilt series comes from its layers.
+    run = RunRef(record.method, record.params, record.sidecar())
     viewer = make_napari_viewer()
+    for data, kwargs, _ in series_to_layer_data(series):
+        viewer.add_image(data, **kwargs)
     for el, vol in phantom.volumes.items():
         viewer.add_image(vol, name=f"{el} [SIRT]", metadata={META_KEY: {
-            "kind": "volume", "element": el, "run": record, "pixel_size_nm": series.pixel_size}})
+            "kind": "volume", "element": el, "run": run, "pixel_size_nm": series.pixel_size}})
     dock = AnalyseWidget(viewer)
     assert dock.k_factors() == {"In": 1.0, "Se": 1.25, "S": 1.0}
     worker = dock.estimate_resolution()

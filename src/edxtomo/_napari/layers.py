@@ -7,7 +7,9 @@ their provenance under ``layer.metadata["edxtomo"]``.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,45 @@ META_KEY = "edxtomo"
 PALETTE = ("magenta", "green", "cyan", "yellow", "red", "blue", "bop orange", "bop purple")
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
+
+
+@dataclass
+class RunRef:
+    """What a run's volume layers know of it (``metadata["edxtomo"]["run"]``).
+
+    An identity, the method and its parameters, and the run's sidecar, kept
+    in step with the volumes the layers show. Layers hold this, not the live
+    run with its whole tilt series.
+    """
+
+    method: str
+    params: dict[str, Any]
+    sidecar: dict[str, Any] = field(default_factory=dict)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def elements(self) -> list[str]:
+        return list(self.sidecar.get("elements") or [])
+
+
+def series_for_run(run: RunRef, layers: Sequence[Any]) -> TiltSeries:
+    """The tilt series a run used, rebuilt from the viewer's tilt-series layers and its sidecar.
+
+    Raises
+    ------
+    ValueError
+        When the tilt-series layers of the run's elements are no longer there.
+    """
+    wanted = run.elements
+    by_element = {layer_meta(layer).get("element"): layer for layer in layers if is_tilt_layer(layer)}
+    missing = [e for e in wanted if e not in by_element]
+    if missing:
+        raise ValueError(f"the tilt-series layers of {', '.join(missing)} are gone: load the series again")
+    series = series_from_layers([by_element[e] for e in wanted])
+    used = np.asarray(run.sidecar.get("angles") or series.angles, dtype=float)
+    if used.size != series.n_angles:
+        series = series.select_tilt_range(float(used.min()), float(used.max()))
+    return series
 
 #: Axis labels of tilt-series layers and of volumes (napari's dims slider shows them).
 TILT_AXIS_LABELS = ("tilt (deg)", "y", "x")

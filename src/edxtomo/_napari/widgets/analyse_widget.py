@@ -39,7 +39,7 @@ from ...quantify import (
     stats_csv,
     write_stats_csv,
 )
-from ..layers import META_KEY, PALETTE, is_volume_layer, layer_meta
+from ..layers import META_KEY, PALETTE, is_volume_layer, layer_meta, series_for_run
 from .profile_plot import ProfilePlot
 
 if TYPE_CHECKING:
@@ -196,9 +196,9 @@ class AnalyseWidget(QWidget):
     @staticmethod
     def _metadata_k(vols: dict[str, tuple[Any, np.ndarray]]) -> dict[str, float]:
         for layer, _ in vols.values():
-            record = layer_meta(layer).get("run")
-            if record is not None:
-                return k_factors_from_metadata(record.series.provenance)
+            run = layer_meta(layer).get("run")
+            if run is not None:
+                return k_factors_from_metadata(run.sidecar.get("provenance") or {})
         return {}
 
     def _typed_k(self) -> dict[str, Any]:
@@ -243,12 +243,12 @@ class AnalyseWidget(QWidget):
         return ""
 
     def _run_layers(self) -> tuple[Any, list[Any]]:
-        """The run record behind the count volumes and the layers it fed."""
+        """The run behind the count volumes and the layers it fed."""
         for layer, _ in element_volumes(self.viewer).values():
-            record = layer_meta(layer).get("run")
-            if record is not None:
-                return record, [lyr for lyr in self.viewer.layers
-                                if layer_meta(lyr).get("run") is record]
+            run = layer_meta(layer).get("run")
+            if run is not None:
+                return run, [lyr for lyr in self.viewer.layers
+                             if layer_meta(lyr).get("run") is run]
         raise ValueError("no reconstruction run among the volumes (run one in Reconstruct)")
 
     def estimate_resolution(self) -> Any:
@@ -259,6 +259,7 @@ class AnalyseWidget(QWidget):
 
         try:
             record, layers = self._run_layers()
+            series = series_for_run(record, self.viewer.layers)
         except ValueError as exc:
             show_error(f"Resolution: {exc}")
             self.status.setText(str(exc))
@@ -279,7 +280,7 @@ class AnalyseWidget(QWidget):
             self.resolution_worker = None
             self.resolution_btn.setEnabled(True)
 
-        worker = thread_worker(estimate_resolution)(record.series, record.method, **params)
+        worker = thread_worker(estimate_resolution)(series, record.method, **params)
         worker.returned.connect(done)
         worker.errored.connect(failed)
         worker.finished.connect(finished)

@@ -32,14 +32,14 @@ SECTION = "export"
 def export_layers(layers: list[Any], folder: str | Path) -> list[Path]:
     """Write ``layers`` as ``<Element>.tif`` and, for a reconstruction, its sidecar.
 
-    The volumes written are the run's latest snapshot when the layers come from
-    one run (so they match the sidecar's iteration count), else the layer data.
+    The sidecar is the run's, kept in step with the volumes its layers show,
+    when the layers come from one run.
     """
     if not layers:
         raise ValueError("select at least one volume layer")
     metas = [layer_meta(layer) for layer in layers]
     runs = {id(m.get("run")) for m in metas}
-    record = metas[0].get("run") if len(runs) == 1 else None
+    run = metas[0].get("run") if len(runs) == 1 else None
     volumes: dict[str, np.ndarray] = {}
     names: dict[str, str] = {}
     for layer, meta in zip(layers, metas, strict=True):
@@ -48,11 +48,9 @@ def export_layers(layers: list[Any], folder: str | Path) -> list[Path]:
             raise ValueError(f"two ticked layers are element {name} ({names[name]}, {layer.name}): "
                              "tick one run's volumes, or export the runs one at a time")
         names[name] = layer.name
-        last = record.last if record is not None else None
-        data = last.volumes.get(name) if last is not None else None
-        volumes[name] = np.asarray(layer.data if data is None else data)
+        volumes[name] = np.asarray(layer.data)
     voxel = float(metas[0].get("pixel_size_nm") or layers[0].scale[-1])
-    sidecar = record.sidecar() if record is not None else None
+    sidecar = dict(run.sidecar) if run is not None and run.sidecar else None
     return write_volumes(folder, volumes, voxel, sidecar)
 
 

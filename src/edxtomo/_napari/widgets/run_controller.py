@@ -20,7 +20,7 @@ from ...recon import RunControl, reconstruct
 from ...recon.snapshot import Snapshot
 from ...recon.status import RunStatus
 from ...runner import RunRecord
-from ..layers import method_label
+from ..layers import RunRef, method_label
 from ..streaming import ThrottledStreamer, VolumeStreamer
 
 #: Seconds between updates of napari's own progress bar (activity dock).
@@ -68,6 +68,7 @@ class RunController(QObject):
         self.viewer = viewer
         self.interval_ms = interval_ms
         self.record: RunRecord | None = None
+        self.ref = RunRef("", {})
         self.worker: GeneratorWorker | None = None
         self.control: RunControl | None = None
         self._shown_iteration = 0
@@ -89,8 +90,9 @@ class RunController(QObject):
         self._shown_iteration = 0
         self._pbar_shown = 0.0
         series = record.series
+        self.ref = RunRef(record.method, dict(record.params), record.sidecar())
         self._streamer = VolumeStreamer(self.viewer, record.method, series.elements,
-                                        series.pixel_size, {"run": record})
+                                        series.pixel_size, {"run": self.ref})
         self._throttle = ThrottledStreamer(self._show, self.interval_ms, parent=self,
                                            on_tick=self._report_progress)
         label = method_label(record.method)
@@ -125,8 +127,10 @@ class RunController(QObject):
         self._throttle.submit(snap)
 
     def _show(self, snap: Snapshot) -> None:
-        assert self._streamer is not None
+        assert self._streamer is not None and self.record is not None
         self._streamer.apply(snap)
+        # The sidecar the layers carry describes the volumes they now show.
+        self.ref.sidecar = self.record.sidecar()
         self.updated.emit(snap)
 
     def _report_progress(self) -> None:
@@ -163,6 +167,7 @@ class RunController(QObject):
             self._pbar = None
         self.worker = None
         if rec is not None:
+            self.ref.sidecar = rec.sidecar()
             if rec.status == RunStatus.RUNNING:
                 rec.status = RunStatus.after(rec.last.stopped if rec.last else "")
                 if rec.status == RunStatus.FAILED:
