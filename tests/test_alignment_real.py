@@ -41,8 +41,10 @@ def synthetic(seed: int = 0, size: int = 28, pad: int = 6, dose: float = 10.0, a
 
 @pytest.fixture(scope="module")
 def aligned_auto():
-    series, shifts, gains = synthetic()
-    out = align_tilt_series(series, AlignmentSettings(tilt_axis="auto", refine=5, normalise="counts"))
+    # A 40-px object: at 28 px the features move by only 1-4 px over the tilt range and
+    # no estimate tried got the axis within 1 deg (docs/real-data.md).
+    series, shifts, gains = synthetic(size=40, pad=8)
+    out = align_tilt_series(series, AlignmentSettings(tilt_axis="auto", refine=2, normalise="counts"))
     return series, shifts, gains, out
 
 
@@ -83,8 +85,9 @@ def test_shifts_gains_and_bad_tilt_with_the_axis_given():
 def test_axis_estimated_and_recorded(aligned_auto, tmp_path):
     series, shifts, gains, out = aligned_auto
     rep = out.provenance["alignment"]
-    # Measured on 3 seeds: 1.0-1.9 deg off (the issue's target is 0.3 deg; see docs/real-data.md).
-    assert abs(rep["tilt_axis_deg"] - AXIS_DEG) < 2.5
+    # Parallax estimate, measured on this series with 6 noise seeds: 0.03-0.48 deg off
+    # (0.03 for this seed); axis -4 deg, 3 seeds: 0.25-1.4 deg off. The issue asks 0.3 deg.
+    assert abs(rep["tilt_axis_deg"] - AXIS_DEG) < 0.5
     assert rep["tilt_axis_source"] == "estimated"
     assert np.asarray(rep["shifts_px"]).shape == (series.n_angles, 2)
     assert BAD in rep["flagged_tilts"]
@@ -118,13 +121,16 @@ def test_align_command_writes_maps_angles_and_report(tmp_path, capsys):
     assert main(["align", str(tmp_path / "in"), "--out", str(tmp_path / "o2"), "--tilt-axis", "x"]) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="measured: axis + projection matching raise the mean leave-one-out "
-                   "score on the real series (0.174 vs 0.152 translation only); see docs/real-data.md")
-def test_real_series_alignment_lowers_left_out_error(idp):
-    """Tilt axis + projection matching predict the left-out tilts better than translation alone."""
+def test_real_series_projection_matching_lowers_left_out_error(idp):
+    """Projection matching (axis kept at 0 deg) predicts the tilts better than translation alone.
+
+    Measured at bin 4 (Fe + Si + Mg): mean leave-one-out score 0.152 -> 0.138 in 5 rounds.
+    Before the backtracking of worsening rounds it oscillated (0.157, 0.147, 0.175, ...).
+    """
     from edxtomo.io import read_series
 
     series = read_series(idp, lines=["Fe_Ka", "Si_Ka", "Mg_Ka"], bin_factor=4)
-    out = align_tilt_series(series, AlignmentSettings(tilt_axis="auto", refine=5))
+    out = align_tilt_series(series, AlignmentSettings(tilt_axis=0.0, refine=5))
     rep = out.provenance["alignment"]
     assert np.mean(rep["scores"]) < np.mean(rep["scores_translation_only"]) - 0.005, rep["scores"]
+    assert all(h <= rep["refine_history"][0] * 1.01 for h in rep["refine_history"]), rep["refine_history"]

@@ -62,7 +62,7 @@ class AlignmentSettings:
     tilt_axis: str | float = "auto"
     refine: int = 5
     normalise: str = "none"
-    search_deg: float = 6.0
+    search_deg: float = 10.0
     sirt_iterations: int = 20
     nz: int | None = None
 
@@ -104,7 +104,7 @@ def align_tilt_series(series: TiltSeries, settings: AlignmentSettings | None = N
     report["scores_translation_only"] = evaluate(raw, angles, 0.0, shifts, **kw).scores.tolist()
     alpha = 0.0
     if st.tilt_axis == "auto":
-        search = estimate_tilt_axis(raw, angles, shifts, search_deg=st.search_deg, **kw)
+        search = estimate_tilt_axis(raw, angles, shifts, search_deg=st.search_deg)
         alpha = search.angle_deg
         report["tilt_axis_search"] = [[a, s] for a, s in search.tried]
     else:

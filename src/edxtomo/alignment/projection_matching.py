@@ -4,7 +4,8 @@ One round: correct the reference stack with the current axis and shifts →
 predict every tilt from the others (leave-one-out SIRT,
 :mod:`.tilt_scores`) → phase-correlate each corrected tilt with its
 prediction → add the found shifts. Rounds repeat until no shift moves by
-more than ``tol`` pixels.
+more than ``tol`` pixels; a round that raises the mean leave-one-out score
+by more than ``worsen_tol`` is halved, and dropped if halving does not help.
 
 Two motions are not observable from projections and are removed from each
 update: a common ``dy`` (the object's position along the axis) and
@@ -89,7 +90,8 @@ def remove_unobservable(update: np.ndarray, angles: np.ndarray) -> np.ndarray:
 
 def refine_shifts(raw: np.ndarray, angles: np.ndarray, alpha_deg: float, shifts: np.ndarray, *,
                   rounds: int = 10, tol: float = 0.1, iterations: int = 30, nz: int | None = None,
-                  sigma: float = 1.0, poisson: bool = True, max_step: float = 3.0) -> MatchResult:
+                  sigma: float = 1.0, poisson: bool = True, max_step: float = 3.0,
+                  worsen_tol: float = 0.01, backtrack: int = 2) -> MatchResult:
     """Projection-matching refinement of ``shifts`` (corrected-frame ``(dy, dx)``).
 
     Parameters
@@ -104,19 +106,38 @@ def refine_shifts(raw: np.ndarray, angles: np.ndarray, alpha_deg: float, shifts:
     max_step
         Largest correction per round (px): a poor first prediction cannot
         throw a tilt far away.
+    worsen_tol, backtrack
+        A round whose mean leave-one-out score exceeds the best so far by more
+        than ``worsen_tol`` (relative) is halved up to ``backtrack`` times and
+        otherwise ends the refinement with the shifts of the last accepted
+        round. Without this, rounds oscillated on the real series (mean score
+        0.152 → 0.157 → 0.147 → 0.175 …, outer tilts thrown 3 px each round).
     """
     shifts = np.asarray(shifts, np.float64).reshape(-1, 2).copy()
     ev = evaluate(raw, angles, alpha_deg, shifts, iterations=iterations, nz=nz, poisson=poisson)
     history = [ev.mean_score]
+    best = ev.mean_score
     move = float("inf")
     done = 0
     for done in range(1, rounds + 1):  # noqa: B007 (the count is reported)
         update = np.array([phase_correlation(p, c, sigma=sigma, whitening=0.5, max_shift=3 * max_step)
                            for p, c in zip(ev.predictions, ev.corrected, strict=True)])
         update = np.clip(remove_unobservable(update, angles), -max_step, max_step)
+        # Backtracking: a round that makes the tilts predict each other clearly worse
+        # (an outer tilt registered to a poor extrapolation) is halved, then dropped.
+        for _ in range(backtrack + 1):
+            trial = evaluate(raw, angles, alpha_deg, shifts + update, iterations=iterations, nz=nz,
+                             poisson=poisson)
+            if trial.mean_score <= best * (1 + worsen_tol):
+                break
+            update = update / 2
+        else:
+            move = 0.0
+            break
         shifts += update
+        ev = trial
+        best = min(best, ev.mean_score)
         move = float(np.abs(update).max())
-        ev = evaluate(raw, angles, alpha_deg, shifts, iterations=iterations, nz=nz, poisson=poisson)
         history.append(ev.mean_score)
         if move < tol:
             break

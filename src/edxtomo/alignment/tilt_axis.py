@@ -1,16 +1,33 @@
-"""In-plane direction of the tilt axis, from the data.
+"""In-plane direction of the tilt axis, from the direction in which features move with tilt.
 
-A map rotated in plane by ``δ`` against the true axis puts every point's
-tilt motion (perpendicular to the axis) partly along the rows, and puts the
-axis at an x position that drifts along y: no single volume then explains
-all tilts. The axis is the angle whose corrected stack the tilts predict
-best from each other (mean leave-one-out score, :mod:`.projection_matching`):
-a coarse scan over the search range, then a finer scan around the best
-angle, and a parabola through the lowest three points.
+Under a single tilt axis every point of the object moves, as the tilt
+changes, *perpendicular* to the axis: in a map whose rows run along the true
+axis, ``∂p/∂θ = −v(x, y) · ∂p/∂x`` with a local speed ``v`` (the point's
+depth). In a map rotated in plane by ``δ`` against the axis the motion has a
+component along the rows too::
 
-The shifts travel with the angle in the raw frame
-(:func:`.transforms.reframe_shifts`), so trying an angle does not also
-change the translational alignment.
+    ∂p/∂θ ≈ −v · (∂p/∂x + tan δ · ∂p/∂y)
+
+The estimate (``parallax``): correct the stack at the current axis, normalise
+each tilt by its counts, smooth, fit every pixel linearly (plus a quadratic
+term for the ``cos θ`` part of the motion) in the tilt angle, which gives the
+mean map ``A`` and its tilt derivative ``B``; then find ``s = tan δ``
+minimising the residual of ``B`` after the best local speed ``v`` in each
+Gaussian window and one uniform drift along the axis (translation errors
+correlated with the tilt). The correction is added to the axis and the
+estimate repeated until it moves by less than 0.05°. No reconstruction is
+involved: about a second per round at 64 px.
+
+Why not the leave-one-out score over an angle scan (the first version): on
+the synthetic test series it changed by ~3 % over ±6° and its minimum was
+1–3° off; on the real series it fell monotonically toward −10° because the
+pixels scored shrink as the rotated corners are masked out.
+
+Measured (tests/test_alignment_real.py's synthetic series, axis 3°, 17 tilts,
+~10 counts/px, 4 noise seeds): 28 px object in a 40 px field 1.2–5.5° off (the
+information is not there: features move by 1–4 px over the tilt range, so a
+3° axis error moves them by hundredths of a pixel along the axis); 40 px object
+in a 56 px field 0.0–0.4° off; 56 px in 76 px 0.05–0.7°.
 """
 
 from __future__ import annotations
@@ -18,47 +35,88 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
-from .projection_matching import evaluate
-from .transforms import reframe_shifts
+from .transforms import correct_stack, reframe_shifts, valid_masks
 
 
 @dataclass
 class AxisSearch:
-    """Angles tried (degrees) and their mean leave-one-out scores."""
+    """Estimated axis (degrees) and each round's ``(axis, correction)`` in degrees."""
 
     angle_deg: float
     tried: list[tuple[float, float]] = field(default_factory=list)
 
 
 def _parabola_min(xs: np.ndarray, ys: np.ndarray) -> float:
-    i = int(np.argmin(ys))
-    if i == 0 or i == xs.size - 1:
-        return float(xs[i])
-    x3, y3 = xs[i - 1:i + 2], ys[i - 1:i + 2]
-    c2, c1, _ = np.polyfit(x3, y3, 2)
+    i = int(np.clip(np.argmin(ys), 1, xs.size - 2))
+    c2, c1, _ = np.polyfit(xs[i - 1:i + 2], ys[i - 1:i + 2], 2)
     if c2 <= 0:
-        return float(xs[i])
-    return float(np.clip(-c1 / (2 * c2), x3[0], x3[-1]))
+        return float(xs[int(np.argmin(ys))])
+    return float(np.clip(-c1 / (2 * c2), xs[i - 1], xs[i + 1]))
 
 
-def scan(raw: np.ndarray, angles: np.ndarray, shifts: np.ndarray, alpha_ref: float,
-         candidates: np.ndarray, **kw) -> list[tuple[float, float]]:
-    """Mean leave-one-out score at each candidate axis angle.
+def parallax_correction(raw: np.ndarray, angles: np.ndarray, alpha_deg: float, shifts: np.ndarray, *,
+                        sigma: float = 1.5, window: float = 3.0, max_deg: float = 12.0) -> float:
+    """Angle (degrees) to add to ``alpha_deg`` so that features move perpendicular to the axis.
 
-    ``shifts`` belong to the axis ``alpha_ref`` and are carried to each candidate.
+    Parameters
+    ----------
+    raw
+        Reference stack ``(n, ny, nx)`` (summed element counts or HAADF).
+    shifts
+        Shifts belonging to the axis ``alpha_deg``.
+    sigma, window
+        Smoothing of the maps and the width of the windows sharing one speed (px).
+    max_deg
+        Largest correction searched.
     """
-    out = []
-    for a in candidates:
-        s = reframe_shifts(shifts, alpha_ref, float(a))
-        out.append((float(a), evaluate(raw, angles, float(a), s, **kw).mean_score))
-    return out
+    c = correct_stack(raw, alpha_deg, shifts).astype(np.float64)
+    common = valid_masks(raw.shape, alpha_deg, shifts).all(axis=0)
+    totals = np.array([img[common].sum() for img in c])
+    if np.any(totals <= 0):
+        raise ValueError("a tilt has no signal inside the common field of view; cannot estimate the tilt axis")
+    c = np.stack([ndimage.gaussian_filter(img / t, sigma) for img, t in zip(c, totals, strict=True)])
+    t = np.deg2rad(np.asarray(angles, np.float64))
+    t = t - t.mean()
+    design = np.stack([np.ones_like(t), t, t ** 2 - (t ** 2).mean()], axis=1)
+    coef = np.linalg.lstsq(design, c.reshape(t.size, -1), rcond=None)[0].reshape(3, *c.shape[1:])
+    a, b = coef[0], coef[1]
+    ay, ax = np.gradient(a)
+    inner = ndimage.binary_erosion(common, iterations=int(2 * sigma) + 2).astype(np.float64)
+    b, ax, ay = b * inner, ax * inner, ay * inner
+    ayy = float((ay * ay).sum())
+    if ayy <= 0:
+        raise ValueError("the maps show no structure along the axis; cannot estimate the tilt axis")
+
+    def g(img: np.ndarray) -> np.ndarray:
+        return ndimage.gaussian_filter(img, window)
+
+    def residual(s: float) -> float:
+        grad = ax + s * ay
+        gg = g(grad * grad) + 1e-30
+        drift = 0.0
+        for _ in range(3):
+            bd = b - drift * ay
+            bg = g(bd * grad)
+            drift += float(((bd - bg / gg * grad) * ay).sum()) / ayy
+        bd = b - drift * ay
+        bg = g(bd * grad)
+        return float((g(bd * bd) - bg ** 2 / gg).sum())
+
+    smax = np.tan(np.deg2rad(max_deg))
+    ss = np.linspace(-smax, smax, 49)
+    rs = np.array([residual(s) for s in ss])
+    fine = np.linspace(*ss[np.clip(np.argmin(rs) + np.array([-1, 1]), 0, ss.size - 1)], 9)
+    rf = np.array([residual(s) for s in fine])
+    # A map rotated by +δ against the axis shows motion along (dy, dx) ∝ (−sin δ, cos δ)·…
+    return -float(np.rad2deg(np.arctan(_parabola_min(fine, rf))))
 
 
 def estimate_tilt_axis(raw: np.ndarray, angles: np.ndarray, shifts: np.ndarray, *,
-                       alpha_ref: float = 0.0, search_deg: float = 8.0, coarse_step: float = 2.0,
-                       fine_step: float = 0.5, **kw) -> AxisSearch:
-    """In-plane axis angle (degrees, anticlockwise from the image y axis).
+                       alpha_ref: float = 0.0, search_deg: float = 12.0, rounds: int = 5,
+                       tol_deg: float = 0.05, **_ignored) -> AxisSearch:
+    """In-plane axis angle (degrees, anticlockwise from the image y axis), see the module docstring.
 
     Parameters
     ----------
@@ -67,19 +125,16 @@ def estimate_tilt_axis(raw: np.ndarray, angles: np.ndarray, shifts: np.ndarray, 
     shifts
         Current shifts, belonging to the axis ``alpha_ref``.
     search_deg
-        Search ``alpha_ref ± search_deg``.
-    kw
-        Passed to :func:`.projection_matching.evaluate` (``iterations``,
-        ``nz``, ``poisson``).
+        The estimate stays within ``alpha_ref ± search_deg``.
+    rounds, tol_deg
+        Re-estimation rounds at the corrected axis; stop when the correction is below ``tol_deg``.
     """
-    coarse = np.arange(-search_deg, search_deg + 1e-9, coarse_step) + alpha_ref
-    tried = scan(raw, angles, shifts, alpha_ref, coarse, **kw)
-    xs, ys = np.array(tried).T
-    best = float(xs[int(np.argmin(ys))])
-    fine = best + np.arange(-coarse_step, coarse_step + 1e-9, fine_step)
-    fine = fine[~np.isin(np.round(fine, 6), np.round(xs, 6))]
-    tried += scan(raw, angles, shifts, alpha_ref, fine, **kw)
-    tried.sort()
-    xs, ys = np.array(tried).T
-    near = np.abs(xs - best) <= coarse_step + 1e-9
-    return AxisSearch(_parabola_min(xs[near], ys[near]), tried)
+    alpha = float(alpha_ref)
+    tried: list[tuple[float, float]] = []
+    for _ in range(max(1, rounds)):
+        d = parallax_correction(raw, angles, alpha, reframe_shifts(shifts, alpha_ref, alpha))
+        tried.append((alpha, d))
+        alpha = float(np.clip(alpha + d, alpha_ref - search_deg, alpha_ref + search_deg))
+        if abs(d) < tol_deg:
+            break
+    return AxisSearch(alpha, tried)
