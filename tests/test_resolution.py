@@ -151,3 +151,16 @@ def test_resolution_command_on_real_quantum_dots(qd, tmp_path):
     assert len(data["angles"]) == 13 and data["voxel_size_nm"] > 0
     for axis in ("x", "y", "z"):
         assert 2 * data["voxel_size_nm"] - 1e-9 <= data[f"{axis}_nm"] < 32 * data["voxel_size_nm"]
+
+
+def test_reconstruct_resolution_flag_stores_it_in_the_sidecar(tmp_path, limited_angle):
+    _, series = limited_angle
+    write_map_folder(series, tmp_path / "maps")
+    code = main(["reconstruct", str(tmp_path / "maps"), "--out", str(tmp_path / "rec"), "--method", "sirt",
+                 "--iterations", "20", "--device", "cpu", "--resolution"])
+    assert code == 0
+    side = json.loads((tmp_path / "rec" / SIDECAR_NAME).read_text())
+    res = side["resolution"]
+    assert res["method"] == "sirt" and res["criterion"] == "half-bit" and "fsc" not in res
+    assert res["z_nm"] > res["x_nm"] >= 2 * series.pixel_size - 1e-9
+    assert side["status"] == "finished"  # the run's own record is untouched

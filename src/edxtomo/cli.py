@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .alignment.command import ALIGN_NORMALISE, add_align_parser, add_alignment_options, cmd_align
+from .alignment.command import add_align_parser, cmd_align
 from .batch.cli import add_batch_parser, cmd_batch
+from .method_options import READ_OPTIONS, add_read_options
 from .quantify_cli import add_quantify_parser, cmd_quantify
 from .resolution_cli import add_resolution_parser, cmd_resolution
 
@@ -23,30 +24,8 @@ if TYPE_CHECKING:
     from .recon.control import RunControl
 
 EXIT_INPUT = 2
-READ_OPTIONS = ("lines", "bin", "align", "angles", "angle_start", "angle_step", "background",
-                "normalise", "axes", "tilt_axis", "refine", "skip_bad")
 EXIT_INTERRUPTED = 130
 EXIT_FAILED = 1
-
-
-def _add_read_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lines", nargs="+", metavar="LINE", help="X-ray lines (Ge_Ka Te_La ...) or elements")
-    p.add_argument("--bin", type=int, default=None, metavar="B", help="count-preserving binning (1, 2, 4, 8)")
-    p.add_argument("--align", action="store_true", default=None, help="align the tilt series first")
-    p.add_argument("--angles", metavar="FILE", help="tilt angles in degrees, one per line")
-    p.add_argument("--angle-start", type=float, metavar="DEG",
-                   help="first tilt angle, with --angle-step, when files carry no angles")
-    p.add_argument("--angle-step", type=float, metavar="DEG", help="tilt step in degrees")
-    p.add_argument("--background", action="store_true", default=None,
-                   help="subtract exspy's background windows from each line")
-    p.add_argument("--normalise", choices=("total", "live_time", *ALIGN_NORMALISE), default=None,
-                   help="per-tilt normalisation of the maps (detector shadowing): total spectrum counts, "
-                        "live time, element-map counts or gains fitted to the other tilts (the last two "
-                        "with the alignment)")
-    add_alignment_options(p)
-    p.add_argument("--axes", help="axis order of .mat/.tif stacks, e.g. YXC (default inferred)")
-    p.add_argument("--skip-bad", action="store_true", default=None,
-                   help="go on without damaged or truncated spectrum files (recorded in the provenance)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", help="extract element maps from spectrum images")
     p.add_argument("inputs", nargs="+", help="spectrum-image files or a folder")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    _add_read_options(p)
+    add_read_options(p)
 
     p = sub.add_parser("reconstruct", help="reconstruct per-element volumes")
     p.add_argument("inputs", nargs="*", help="element-map folder or spectrum images (default: from --config)")
@@ -82,8 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="re-run from a reconstruction.json sidecar")
     p.add_argument("--resume", type=Path, metavar="DIR",
                    help="continue the interrupted run whose folder is DIR (its sidecar and checkpoint)")
+    p.add_argument("--resolution", action="store_true",
+                   help="afterwards, estimate the x/y/z resolution (FSC of even/odd-tilt reconstructions "
+                        "with the same settings; twice the run's cost) and store it in the sidecar")
     add_method_options(p)
-    _add_read_options(p)
+    add_read_options(p)
 
     add_batch_parser(sub)
     add_quantify_parser(sub)
@@ -228,6 +210,15 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     print(f"wrote {', '.join(series.elements)} volumes ({last.iteration} iterations, "
           f"{last.elapsed_s:.1f} s{', ' + last.stopped if last.stopped else ''}) to {args.out}")
+    if args.resolution:
+        from .resolution_cli import attach, resolution_of_run
+
+        print("estimating the resolution from the even and the odd tilts…", file=sys.stderr)
+        extra = {"time_limit": time_limit} if time_limit else {}
+        data = resolution_of_run(series, method, {**params, **extra}, inputs)
+        attach(args.out, data)
+        print(f"resolution ({data['criterion']}): x {data['x_nm']:.3g} nm, y {data['y_nm']:.3g} nm, "
+              f"z {data['z_nm']:.3g} nm (stored in {args.out / 'reconstruction.json'})")
     return 0
 
 

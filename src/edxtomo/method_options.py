@@ -1,4 +1,4 @@
-"""Command-line options and ``--config`` values of reconstruction methods, from their declarations.
+"""Command-line options of reading and of reconstruction methods, and ``--config`` checks.
 
 Every parameter a method declares (:mod:`edxtomo.recon.params`) becomes an
 option (``tv_weight`` → ``--tv-weight``) with its type, choices and help;
@@ -25,6 +25,9 @@ SIDECAR_KEYS = frozenset({
     "versions", "outputs", "resolution", "output",
 })
 SIDECAR_FORMAT = "edxtomo-reconstruction/1"
+#: Command-line names of the read options (``--lines``, ``--bin``...), as in ``ReadOptions``.
+READ_OPTIONS = ("lines", "bin", "align", "angles", "angle_start", "angle_step", "background",
+                "normalise", "axes", "tilt_axis", "refine", "skip_bad")
 
 
 def _argparse_type(p: Param):
@@ -118,3 +121,26 @@ def check_sidecar(cfg: Any, source: str | Path) -> list[str]:
     if cfg.get("time_limit_s") is not None:
         parse_duration(cfg["time_limit_s"])
     return warnings
+
+
+def add_read_options(p: argparse.ArgumentParser) -> None:
+    """The options of :class:`~edxtomo.io.ReadOptions` (``extract``, ``reconstruct``, ``align``...)."""
+    from .alignment.command import ALIGN_NORMALISE, add_alignment_options
+
+    p.add_argument("--lines", nargs="+", metavar="LINE", help="X-ray lines (Ge_Ka Te_La ...) or elements")
+    p.add_argument("--bin", type=int, default=None, metavar="B", help="count-preserving binning (1, 2, 4, 8)")
+    p.add_argument("--align", action="store_true", default=None, help="align the tilt series first")
+    p.add_argument("--angles", metavar="FILE", help="tilt angles in degrees, one per line")
+    p.add_argument("--angle-start", type=float, metavar="DEG",
+                   help="first tilt angle, with --angle-step, when files carry no angles")
+    p.add_argument("--angle-step", type=float, metavar="DEG", help="tilt step in degrees")
+    p.add_argument("--background", action="store_true", default=None,
+                   help="subtract exspy's background windows from each line")
+    p.add_argument("--normalise", choices=("total", "live_time", *ALIGN_NORMALISE), default=None,
+                   help="per-tilt normalisation of the maps (detector shadowing): total spectrum counts, "
+                        "live time, element-map counts or gains fitted to the other tilts (the last two "
+                        "with the alignment)")
+    add_alignment_options(p)
+    p.add_argument("--axes", help="axis order of .mat/.tif stacks, e.g. YXC (default inferred)")
+    p.add_argument("--skip-bad", action="store_true", default=None,
+                   help="go on without damaged or truncated spectrum files (recorded in the provenance)")

@@ -10,6 +10,7 @@ from typing import Any
 
 from .io import SIDECAR_NAME, InputError
 from .io.atomic import write_json
+from .method_options import READ_OPTIONS, add_method_options, add_read_options
 from .resolution import CRITERIA, DEFAULT_CONE_DEG, estimate_resolution
 
 RESOLUTION_JSON = "resolution.json"
@@ -32,42 +33,34 @@ def add_resolution_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentP
                        help="x/y/z resolution by directional FSC of even/odd tilt reconstructions")
     p.add_argument("inputs", nargs="+", help="element-map folder or spectrum images")
     p.add_argument("--out", type=Path, required=True, help="output folder (resolution.json)")
-    p.add_argument("--method", required=True, help="reconstruction method (sirt, tv, dipm-tv, ...)")
-    p.add_argument("--iterations", type=int)
-    p.add_argument("--tv-weight", type=float)
-    p.add_argument("--device", help="auto, cpu, cuda or mps")
-    p.add_argument("--seed", type=int)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other parameter of the method (repeatable)")
+                   help="a parameter of the method given as text (repeatable; same as its option)")
     p.add_argument("--criterion", choices=CRITERIA, default="half-bit",
                    help="FSC threshold (default half-bit)")
     p.add_argument("--cone", type=float, default=DEFAULT_CONE_DEG, metavar="DEG",
                    help=f"half-angle of the direction cone about each axis (default {DEFAULT_CONE_DEG:g})")
     p.add_argument("--elements", nargs="+", metavar="EL", help="elements to use (default all)")
     p.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"))
-    p.add_argument("--angles", metavar="FILE", help="tilt angles in degrees, one per line")
-    p.add_argument("--angle-start", type=float, metavar="DEG",
-                   help="first tilt angle, with --angle-step, when the files carry no angles")
-    p.add_argument("--angle-step", type=float, metavar="DEG", help="tilt step in degrees")
-    p.add_argument("--lines", nargs="+", metavar="LINE", help="X-ray lines for spectrum images")
-    p.add_argument("--bin", type=int, default=1, metavar="B", help="count-preserving binning")
+    add_method_options(p, default_method=None)
+    add_read_options(p)
     p.add_argument("--attach-to", type=Path, metavar="REC_DIR",
                    help="also store the result under 'resolution' in REC_DIR/reconstruction.json")
     return p
 
 
 def cmd_resolution(args: argparse.Namespace) -> int:
-    from .io import read_series
-    from .runner import clean_params
+    from .method_options import method_params_from_args
+    from .runner import clean_params, read_inputs
 
+    if not args.method:
+        raise ValueError("resolution: choose the reconstruction method with --method (sirt, tv, dipm-tv, ...)")
     params: dict[str, Any] = dict(parse_param(item) for item in args.param)
-    for name in ("iterations", "tv_weight", "device", "seed"):
-        if getattr(args, name) is not None:
-            params[name] = getattr(args, name)
+    params.update(method_params_from_args(args))
     params = clean_params(args.method, params)
-    series = read_series(args.inputs, angles_file=args.angles, bin_factor=args.bin,
-                         angle_start=args.angle_start, angle_step=args.angle_step,
-                         lines=args.lines)
+    if args.time_limit:
+        params["time_limit"] = args.time_limit  # per half; reconstruct() applies it
+    series = read_inputs(args.inputs, {k: getattr(args, k) for k in READ_OPTIONS
+                                       if getattr(args, k, None) is not None})
     if args.elements:
         series = series.select_elements(args.elements)
     if args.tilt_range:
@@ -86,6 +79,14 @@ def cmd_resolution(args: argparse.Namespace) -> int:
     print(f"resolution ({args.criterion}): x {est.x_nm:.3g} nm, y {est.y_nm:.3g} nm, "
           f"z {est.z_nm:.3g} nm; z/x {est.anisotropy:.2f}{nyq} -> {args.out / RESOLUTION_JSON}")
     return 0
+
+
+def resolution_of_run(series: Any, method: str, params: dict[str, Any], inputs: list[str],
+                      criterion: str = "half-bit") -> dict[str, Any]:
+    """The resolution record of a run (``reconstruct --resolution``): both tilt halves with its settings."""
+    est = estimate_resolution(series, method, criterion=criterion, **params)
+    return {**est.to_json(), "input": inputs, "angles": [float(a) for a in series.angles],
+            "elements": series.elements, "voxel_size_nm": series.pixel_size}
 
 
 def attach(rec_dir: Path, data: dict[str, Any]) -> Path:

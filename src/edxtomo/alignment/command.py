@@ -28,13 +28,13 @@ def add_alignment_options(p: argparse.ArgumentParser) -> None:
 
 def add_align_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``edxtomo align``."""
-    from ..cli import _add_read_options
+    from ..method_options import add_read_options
 
     p = sub.add_parser("align", help="align a tilt series: tilt axis, shifts, per-tilt intensity, scores")
     p.add_argument("inputs", nargs="+", help="element-map folder or spectrum images")
     p.add_argument("--out", type=Path, required=True,
                    help="output folder (<Element>.tif, angles.txt, alignment.json)")
-    _add_read_options(p)
+    add_read_options(p)
 
 
 def settings_from(tilt_axis: str | float | None, refine: int | None, normalise: str | None):
