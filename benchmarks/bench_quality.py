@@ -34,7 +34,11 @@ CASES = {
               "label": "core_shell, ±40° step 5° (17 tilts), dose 5 counts/px"},
     "sparse": {"phantom": "core_shell", "tilts": (-60, 60, 10), "dose": 2.0,
                "label": "core_shell, ±60° step 10° (13 tilts), low dose 2 counts/px"},
+    "memory": {"phantom": "memory_cell", "tilts": (-40, 40, 5), "dose": 5.0,
+               "label": "memory_cell, ±40° step 5° (17 tilts), dose 5 counts/px"},
 }
+#: DIPm-TV before the speed work (full-size U-Net throughout, fixed output-average decay).
+BEFORE = {"coarse_iterations": 0}
 TV_WEIGHTS = (0.02, 0.05, 0.1, 0.15, 0.3)
 
 
@@ -48,6 +52,10 @@ def worker(spec: dict) -> dict:
 
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
+    if spec.get("ema_ramp") is not None:
+        from edxtomo.recon import dip
+
+        dip.EMA_RAMP = spec["ema_ramp"]  # 1: the previous fixed-decay output average
     case = CASES[spec["case"]]
     ph = make_phantom(case["phantom"], spec["size"], seed=2)
     series = acquire(ph, tilt_angles(*case["tilts"]), dose=case["dose"], seed=2)
@@ -72,9 +80,10 @@ def worker(spec: dict) -> dict:
 THREADS = 0
 
 
-def run(case: str, size: int, method: str, params: dict, save: str | None = None) -> dict:
+def run(case: str, size: int, method: str, params: dict, save: str | None = None,
+        ema_ramp: int | None = None) -> dict:
     spec = {"case": case, "size": size, "method": method, "params": params, "save": save,
-            "threads": THREADS}
+            "threads": THREADS, "ema_ramp": ema_ramp}
     out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], check=True,
                          capture_output=True, text=True, env={**os.environ})
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -96,8 +105,10 @@ def time_to(curve: list, level: float) -> str:
 
 
 def bench_case(case: str, args: argparse.Namespace, lines: list[str], images: dict) -> dict:
-    elements = ["In", "Se", "S"]
+    from edxtomo.phantom import make_phantom
+
     size = args.size
+    elements = make_phantom(CASES[case]["phantom"], 16).elements
     results: dict[str, dict] = {}
     print(f"\n== {CASES[case]['label']}, {size}³", flush=True)
     tmp = Path(tempfile.mkdtemp(dir=args.tmp))
@@ -115,18 +126,21 @@ def bench_case(case: str, args: argparse.Namespace, lines: list[str], images: di
     tv_psnr = sweep[best_w]["metrics"]["mean"]["psnr"]
     dip_common = {"iterations": args.dip_iterations, "snapshot_every": 25,
                   "patience": args.patience, **json.loads(args.dip_params)}
-    variants = [("DIP-TV", "dip-tv", {}), ("DIPm-TV", "dipm-tv", {}),
-                ("DIPm-TV, warm start from TV", "dipm-tv", {"warm_start": "tv"}),
-                ("DIPm-TV, no held-out tilts", "dipm-tv", {"heldout": 0})]
-    keys = {"dip-tv": 0, "dipm-tv": 1, "warm": 2, "all-tilts": 3}
-    for name, method, extra in [variants[keys[v]] for v in args.variants]:
-        save = str(tmp / f"{method}{len(extra)}.npz")
-        results[name] = run(case, size, method, {**dip_common, **extra}, save=save)
+    variants = {"dip-tv": ("DIP-TV", "dip-tv", {}), "dipm-tv": ("DIPm-TV", "dipm-tv", {}),
+                "before": ("DIPm-TV, previous defaults", "dipm-tv", BEFORE),
+                "warm": ("DIPm-TV, warm start from TV", "dipm-tv", {"warm_start": "tv"}),
+                "all-tilts": ("DIPm-TV, no held-out tilts", "dipm-tv", {"heldout": 0})}
+    for key in args.variants:
+        name, method, extra = variants[key]
+        save = str(tmp / f"{key}.npz")
+        results[name] = run(case, size, method, {**dip_common, **extra}, save=save,
+                            ema_ramp=1 if key == "before" else None)
         images[name] = save
         r = results[name]
         print(f"{name:40s} {r['metrics']['mean']['psnr']:.2f} dB after {r['iterations']} it, "
               f"{r['wall_s']:.0f} s, best it {r['best_iteration']}; ≥TV at {time_to(r['curve'], tv_psnr)}, "
-              f"≥TV+1 at {time_to(r['curve'], tv_psnr + 1)}", flush=True)
+              f"≥TV+1 at {time_to(r['curve'], tv_psnr + 1)}, ≥TV+2 at {time_to(r['curve'], tv_psnr + 2)}",
+              flush=True)
     lines += [f"### {CASES[case]['label']}, {size}³ × 3 elements", "",
               "| method | " + " | ".join(f"{e} PSNR" for e in elements)
               + " | mean PSNR | mean SSIM | iterations | wall s | CPU s/it | peak RSS GiB |",
@@ -138,16 +152,20 @@ def bench_case(case: str, args: argparse.Namespace, lines: list[str], images: di
         r = results[name]
         lines.append(f"- {name}: held-out best iteration {r['best_iteration']} of {r['iterations']}"
                      f"{' (' + r['stopped'] + ')' if r['stopped'] else ''}; reaches best TV at "
-                     f"{time_to(r['curve'], tv_psnr)}, best TV + 1 dB at {time_to(r['curve'], tv_psnr + 1)}; "
+                     f"{time_to(r['curve'], tv_psnr)}, best TV + 1 dB at {time_to(r['curve'], tv_psnr + 1)}, "
+                     f"best TV + 2 dB at {time_to(r['curve'], tv_psnr + 2)}; "
                      f"best snapshot along the run {max(c[2] for c in r['curve']):.2f} dB"
                      + (f"; per-element best iterations {r['best_iterations']}" if r.get("best_iterations") else ""))
     lines.append("")
     return results
 
 
-def memory_probe(size: int, iterations: int) -> dict:
+def memory_probe(size: int, iterations: int, before: bool = False) -> dict:
+    """A few iterations at ``size``³ × 3: the previous network, or the coarse-to-fine one at its
+    full-resolution stage (one coarse iteration, then fine ones: the stage that costs most)."""
+    params = BEFORE if before else {"coarse_iterations": 1}
     return run("dense", size, "dipm-tv", {"iterations": iterations, "snapshot_every": iterations,
-                                          "heldout": 0})
+                                          "heldout": 0, **params}, ema_ramp=1 if before else None)
 
 
 def main() -> None:
@@ -158,13 +176,15 @@ def main() -> None:
     parser.add_argument("--dip-iterations", type=int, default=2000)
     parser.add_argument("--patience", type=int, default=500)
     parser.add_argument("--tv-iterations", type=int, default=500)
-    parser.add_argument("--variants", nargs="+", default=["dip-tv", "dipm-tv", "warm"],
-                        choices=["dip-tv", "dipm-tv", "warm", "all-tilts"],
+    parser.add_argument("--variants", nargs="*", default=["dip-tv", "dipm-tv", "warm"],
+                        choices=["dip-tv", "dipm-tv", "before", "warm", "all-tilts"],
                         help="deep-prior runs (DIP-TV costs 3× DIPm-TV per iteration)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-quality.md"))
     parser.add_argument("--memory-size", type=int, default=128, help="0 skips the memory probe")
     parser.add_argument("--memory-iterations", type=int, default=3)
+    parser.add_argument("--speed-sizes", type=int, nargs="*", default=[],
+                        help="also time a few iterations (and peak memory) at these sizes × 3 elements")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--dip-params", default="{}",
                         help='extra parameters for every deep-prior run, as JSON, e.g. \'{"lr": 0.005}\'')
@@ -190,14 +210,17 @@ def main() -> None:
     all_results = {c: bench_case(c, args, lines, images if c == "dense" else {}) for c in args.cases}
     if args.json:
         Path(args.json).write_text(json.dumps(all_results, indent=1))
-    if args.memory_size:
-        r = memory_probe(args.memory_size, args.memory_iterations)
-        print(f"memory probe {args.memory_size}³ × 3: {r['peak_rss_gib']:.2f} GiB, "
-              f"{r['wall_s'] / r['iterations']:.1f} s/it wall", flush=True)
-        lines += [f"### Memory and speed at {args.memory_size}³ × 3 elements", "",
-                  f"DIPm-TV, default network, {r['iterations']} iterations: peak RSS "
-                  f"{r['peak_rss_gib']:.2f} GiB, {r['wall_s'] / r['iterations']:.1f} s wall and "
-                  f"{r['cpu_s'] / r['iterations']:.1f} s CPU per iteration (setup included).", ""]
+    for size in [s for s in (args.memory_size, *args.speed_sizes) if s]:
+        lines += [f"### Memory and speed at {size}³ × 3 elements", ""]
+        for before in (True, False):
+            r = memory_probe(size, args.memory_iterations, before)
+            label = "previous network" if before else "coarse-to-fine network, full-resolution stage"
+            print(f"{size}³ × 3, {label}: {r['peak_rss_gib']:.2f} GiB, "
+                  f"{r['wall_s'] / r['iterations']:.2f} s/it wall", flush=True)
+            lines += [f"- DIPm-TV, {label}, {r['iterations']} iterations: peak RSS "
+                      f"{r['peak_rss_gib']:.2f} GiB, {r['wall_s'] / r['iterations']:.2f} s wall and "
+                      f"{r['cpu_s'] / r['iterations']:.2f} s CPU per iteration (set-up included)."]
+        lines.append("")
     if args.no_write:
         print("\n".join(lines))
         return
