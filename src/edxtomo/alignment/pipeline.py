@@ -113,6 +113,7 @@ def align_tilt_series(series: TiltSeries, settings: AlignmentSettings | None = N
     match = refine_shifts(raw, angles, alpha, shifts, rounds=int(st.refine), **kw)
     report.update(refine_rounds=match.rounds, refine_last_move_px=match.last_move_px,
                   refine_history=match.history)
+    shifts = match.shifts  # the refined shifts are the ones applied and recorded
     masks = valid_masks(series.shape, alpha, shifts)
     corrected = {el: correct_stack(m, alpha, shifts) for el, m in series.maps.items()}
     gains = np.ones(series.n_angles)
