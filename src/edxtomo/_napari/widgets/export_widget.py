@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (
     QPushButton,
 )
 
-from ...io import write_volumes
+from ...io import OutputLock, check_output_folder, replace_folder, write_volumes
 from .. import settings
 from ..layers import is_volume_layer, layer_meta
 from ._dock import DockBase
@@ -51,7 +51,13 @@ def export_layers(layers: list[Any], folder: str | Path) -> list[Path]:
         volumes[name] = np.asarray(layer.data)
     voxel = float(metas[0].get("pixel_size_nm") or layers[0].scale[-1])
     sidecar = dict(run.sidecar) if run is not None and run.sidecar else None
-    return write_volumes(folder, volumes, voxel, sidecar)
+    # As on the command line: never into a file, the input folder or a folder of foreign
+    # files, never while another run writes there, and the folder replaced whole.
+    out = Path(folder)
+    check_output_folder(out, (sidecar or {}).get("input") or [])
+    with OutputLock(out, command="napari export"):
+        written = replace_folder(out, lambda stage: write_volumes(stage, volumes, voxel, sidecar))
+    return [out / p.name for p in written]
 
 
 ABOUT = ("Writes the ticked element volumes as <Element>.tif (float32, ImageJ, voxel size in nm) "

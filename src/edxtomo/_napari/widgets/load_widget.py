@@ -24,9 +24,9 @@ from qtpy.QtWidgets import (
     QTableWidgetItem,
 )
 
-from ...io import read_series
 from ...io.angle_sources import natural_key
 from ...io.vocabulary import file_dialog_filter
+from ...runner import read_inputs
 from .. import settings
 from ..inputs import AngleTable, Detected, detect, parse_lines, stored_angle_file
 from ..layers import current_tilt_text, series_to_layer_data
@@ -55,6 +55,8 @@ TIPS = {
              "empty: one line per element listed in the files.",
     "bin": "Sum b x b pixel blocks (counts are kept, the pixel size grows by b). Typical 1-4; "
            "2 halves the map size and makes reconstruction about 8x cheaper.",
+    "skip_bad": "Go on without spectrum files that are damaged or truncated (their tilts are left "
+                "out and listed in the provenance); off: a damaged file stops the extraction.",
     "align": "Register the tilts to each other (one shift per tilt, applied to every element), "
              "on the HAADF images when every file has one. Needed for unaligned series.",
     "extract": "Read the files on a background thread and add one layer per element.",
@@ -131,6 +133,10 @@ class LoadWidget(DockBase):
         self.align.setChecked(bool(saved.get("align", False)))
         self.align.setToolTip(TIPS["align"])
         form.addRow(self.align)
+        self.skip_bad = QCheckBox("skip damaged files")
+        self.skip_bad.setChecked(bool(saved.get("skip_bad", False)))
+        self.skip_bad.setToolTip(TIPS["skip_bad"])
+        form.addRow(self.skip_bad)
         layout.addLayout(form)
 
         self.extract_btn = QPushButton("Extract")
@@ -146,7 +152,8 @@ class LoadWidget(DockBase):
         self.current_tilt.setToolTip("The tilt shown by the 'tilt (deg)' slider of the viewer.")
         layout.addWidget(self.current_tilt)
         layout.addStretch(1)
-        for signal in (self.lines.editingFinished, self.bin.valueChanged, self.align.toggled):
+        for signal in (self.lines.editingFinished, self.bin.valueChanged, self.align.toggled,
+                       self.skip_bad.toggled):
             signal.connect(self.settings_changed)
         self._progress = _Progress()
         self._progress.changed.connect(self._on_progress)
@@ -253,11 +260,13 @@ class LoadWidget(DockBase):
         if self.table_model.edited:
             angles_file = str(stored_angle_file(self.table_model.angles()))
         return {"lines": parse_lines(self.lines.text()), "bin": self.bin.value(),
-                "align": self.align.isChecked(), "angles": angles_file}
+                "align": self.align.isChecked(), "angles": angles_file,
+                "skip_bad": self.skip_bad.isChecked()}
 
     def settings_changed(self, *_: Any) -> None:
         settings.save(SECTION, {"paths": self.paths.text(), "lines": self.lines.text(),
-                                "bin": self.bin.value(), "align": self.align.isChecked()})
+                                "bin": self.bin.value(), "align": self.align.isChecked(),
+                                "skip_bad": self.skip_bad.isChecked()})
 
     # -------------------------------------------------------------- extract
     def extract(self) -> Any:
@@ -277,9 +286,8 @@ class LoadWidget(DockBase):
         emit = self._progress.changed.emit
 
         def job():
-            series = read_series(inputs, angles_file=opts["angles"], lines=opts["lines"],
-                                 bin_factor=opts["bin"], align=opts["align"],
-                                 progress=lambda d, t, m: emit(int(d), int(t), str(m)))
+            # The same typed read options as the command line and the sidecar.
+            series = read_inputs(inputs, opts, progress=lambda d, t, m: emit(int(d), int(t), str(m)))
             return series_to_layer_data(series, inputs=inputs, read_options=opts), series
 
         # Errors go to our own handler (status + notification), not re-raised in the event loop.

@@ -167,13 +167,13 @@ class RunController(QObject):
             self._pbar = None
         self.worker = None
         if rec is not None:
-            self.ref.sidecar = rec.sidecar()
             if rec.status == RunStatus.RUNNING:
                 rec.status = RunStatus.after(rec.last.stopped if rec.last else "")
                 if rec.status == RunStatus.FAILED:
                     rec.error = rec.last.stopped
                     show_error(f"{method_label(rec.method)} failed: {rec.error}; kept the last "
                                f"finite volumes (iteration {rec.last.iteration})")
+            self.ref.sidecar = rec.sidecar()  # with the final status
             if rec.status != RunStatus.FAILED and rec.last is not None:
                 show_info(f"{method_label(rec.method)}: {rec.status} after "
                           f"{rec.last.iteration} iterations, {rec.last.elapsed_s:.1f} s")
