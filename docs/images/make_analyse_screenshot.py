@@ -9,12 +9,13 @@ layer and the TiN, and a line profile across the Ge-rich grains.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import napari
 import numpy as np
-from qtpy.QtWidgets import QApplication
+
+# Run as a script: this folder is on sys.path, so the screenshot helpers are shared.
+from make_screenshots import wait  # noqa: E402
 
 from edxtomo._napari.layers import META_KEY
 from edxtomo._napari.widgets.analyse_widget import AnalyseWidget
@@ -23,14 +24,6 @@ from edxtomo.recon import reconstruct, run_to_end
 
 HERE = Path(__file__).resolve().parent
 SIZE = 48
-
-
-def wait(seconds: float) -> None:
-    app = QApplication.instance()
-    end = time.time() + seconds
-    while time.time() < end:
-        app.processEvents()
-        time.sleep(0.01)
 
 
 def main() -> int:
