@@ -61,8 +61,103 @@ def series_for_run(run: RunRef, layers: Sequence[Any]) -> TiltSeries:
     series = series_from_layers([by_element[e] for e in wanted])
     used = np.asarray(run.sidecar.get("angles") or series.angles, dtype=float)
     if used.size != series.n_angles:
-        series = series.select_tilt_range(float(used.min()), float(used.max()))
+        # By angle, not by range: a run may have dropped tilts inside its range.
+        keep = [k for k, a in enumerate(series.angles) if np.any(np.abs(used - a) < ANGLE_TOL)]
+        series = series.select_indices(keep)
     return series
+
+
+#: Two tilt angles closer than this (degrees) are the same tilt.
+ANGLE_TOL = 1e-3
+
+
+@dataclass(frozen=True)
+class TiltRow:
+    """One tilt as the alignment recorded it: what the per-tilt tables of the docks show.
+
+    ``score``: the fraction of the tilt's signal the other tilts leave
+    unexplained (0 = perfect); ``shift``: ``(dy, dx)`` px. ``None`` where the
+    record has no such value (no alignment, or translation only).
+    """
+
+    angle: float
+    score: float | None = None
+    flagged: bool = False
+    shift: tuple[float, float] | None = None
+    gain: float | None = None
+
+
+def alignment_record(provenance: Any) -> dict[str, Any]:
+    """``provenance["alignment"]`` of a series (empty when it was not aligned)."""
+    rec = provenance.get("alignment") if isinstance(provenance, dict) else None
+    return rec if isinstance(rec, dict) else {}
+
+
+def tilt_rows(angles: Sequence[float], provenance: Any) -> list[TiltRow]:
+    """One row per angle with its score, flag, shift and gain from the alignment record.
+
+    Tilts are matched to the record by angle, so a series cut to a tilt range
+    or with tilts dropped still finds its rows; a tilt the record lacks gets
+    an empty row.
+    """
+    rec = alignment_record(provenance)
+    rec_angles = np.asarray(rec.get("angles_deg") or [], dtype=float)
+
+    def per_tilt(key: str) -> list[Any] | None:
+        values = rec.get(key)
+        return list(values) if isinstance(values, list) and len(values) == rec_angles.size else None
+
+    scores, shifts, gains = per_tilt("scores"), per_tilt("shifts_px"), per_tilt("gains")
+    flagged = {int(i) for i in rec.get("flagged_tilts") or []}
+    rows = []
+    for a in angles:
+        hit = np.flatnonzero(np.abs(rec_angles - float(a)) < ANGLE_TOL)
+        if not hit.size:
+            rows.append(TiltRow(float(a)))
+            continue
+        k = int(hit[0])
+        score = scores[k] if scores is not None else None
+        rows.append(TiltRow(
+            float(a), score=None if score is None else float(score), flagged=k in flagged,
+            shift=None if shifts is None else (float(shifts[k][0]), float(shifts[k][1])),
+            gain=None if gains is None else float(gains[k])))
+    return rows
+
+
+def alignment_summary(provenance: Any) -> str:
+    """``"tilt axis 2.96 deg (estimated); 1 projection-matching round; 1 of 13 tilts flagged"``."""
+    rec = alignment_record(provenance)
+    if not rec:
+        return "not aligned"
+    if "tilt_axis_deg" not in rec:
+        return "translation only: shifts, no tilt-axis angle or per-tilt scores"
+    parts = [f"tilt axis {float(rec['tilt_axis_deg']):.2f} deg ({rec.get('tilt_axis_source', 'given')})"]
+    rounds = int(rec.get("refine_rounds") or 0)
+    if rounds:
+        parts.append(f"{rounds} projection-matching round{'s' if rounds != 1 else ''}")
+    n = len(rec.get("angles_deg") or [])
+    parts.append(f"{len(rec.get('flagged_tilts') or [])} of {n} tilts flagged")
+    return "; ".join(parts)
+
+
+def drop_tilts(series: TiltSeries, angles: Sequence[float], reason: str) -> TiltSeries:
+    """``series`` without the tilts at ``angles`` (degrees), recorded in ``provenance["dropped_tilts"]``.
+
+    Angles the series does not hold are ignored. Raises ``ValueError`` when
+    fewer than two tilts would remain.
+    """
+    drop = np.asarray(list(angles), dtype=float)
+    gone = [k for k, a in enumerate(series.angles) if drop.size and np.any(np.abs(drop - a) < ANGLE_TOL)]
+    if not gone:
+        return series
+    keep = [k for k in range(series.n_angles) if k not in gone]
+    if len(keep) < 2:
+        raise ValueError(f"dropping {len(gone)} of {series.n_angles} tilts leaves {len(keep)}: "
+                         "a reconstruction needs at least 2")
+    out = series.select_indices(keep)
+    out.provenance["dropped_tilts"] = {"angles_deg": [float(series.angles[k]) for k in gone],
+                                       "reason": reason}
+    return out
 
 #: Axis labels of tilt-series layers and of volumes (napari's dims slider shows them).
 TILT_AXIS_LABELS = ("tilt (deg)", "y", "x")
@@ -167,15 +262,19 @@ def series_from_layers(layers: Sequence[Any]) -> TiltSeries:
     )
 
 
-def tilt_summary(angles: Sequence[float], lo: float, hi: float) -> str:
-    """Which tilts a range keeps and the missing wedge it leaves, for a label."""
+def tilt_summary(angles: Sequence[float], lo: float, hi: float, dropped: Sequence[float] = ()) -> str:
+    """Which tilts a range keeps (less the ``dropped`` ones) and the missing wedge it leaves, for a label."""
     a = np.asarray(angles, dtype=float)
-    keep = a[(a >= lo - 1e-9) & (a <= hi + 1e-9)]
+    inside = (a >= lo - 1e-9) & (a <= hi + 1e-9)
+    d = np.asarray(list(dropped), dtype=float).reshape(-1, 1)
+    gone = np.any(np.abs(a[None, :] - d) < ANGLE_TOL, axis=0) if d.size else np.zeros(a.size, bool)
+    keep = a[inside & ~gone]
+    note = f"; dropped {', '.join(f'{x:g}' for x in a[inside & gone])} deg" if np.any(inside & gone) else ""
     if keep.size < 2:
-        return f"{keep.size} of {a.size} tilts in {lo:g}..{hi:g} deg: need at least 2"
+        return f"{keep.size} of {a.size} tilts in {lo:g}..{hi:g} deg: need at least 2{note}"
     wedge = 180.0 - (keep.max() - keep.min())
     shown = ", ".join(f"{x:g}" for x in keep)
-    return (f"{keep.size} of {a.size} tilts ({shown}) deg; missing wedge {wedge:g} deg")
+    return (f"{keep.size} of {a.size} tilts ({shown}) deg; missing wedge {wedge:g} deg{note}")
 
 
 def tilt_index(layer: Any, world_point: float) -> int:

@@ -31,6 +31,7 @@ from .. import settings
 from ..inputs import AngleTable, Detected, detect, parse_lines, stored_angle_file
 from ..layers import current_tilt_text, series_to_layer_data
 from ._dock import DockBase, error_text
+from .alignment_panel import AlignmentOptions, AlignmentResult
 
 if TYPE_CHECKING:
     import napari
@@ -57,8 +58,6 @@ TIPS = {
            "2 halves the map size and makes reconstruction about 8x cheaper.",
     "skip_bad": "Go on without spectrum files that are damaged or truncated (their tilts are left "
                 "out and listed in the provenance); off: a damaged file stops the extraction.",
-    "align": "Register the tilts to each other (one shift per tilt, applied to every element), "
-             "on the HAADF images when every file has one. Needed for unaligned series.",
     "extract": "Read the files on a background thread and add one layer per element.",
 }
 
@@ -129,15 +128,13 @@ class LoadWidget(DockBase):
         self.bin.setValue(int(saved.get("bin", 1)))
         self.bin.setToolTip(TIPS["bin"])
         form.addRow("binning", self.bin)
-        self.align = QCheckBox("align tilts (same shifts for all elements)")
-        self.align.setChecked(bool(saved.get("align", False)))
-        self.align.setToolTip(TIPS["align"])
-        form.addRow(self.align)
         self.skip_bad = QCheckBox("skip damaged files")
         self.skip_bad.setChecked(bool(saved.get("skip_bad", False)))
         self.skip_bad.setToolTip(TIPS["skip_bad"])
         form.addRow(self.skip_bad)
         layout.addLayout(form)
+        self.alignment = AlignmentOptions(saved)
+        layout.addWidget(self.alignment)
 
         self.extract_btn = QPushButton("Extract")
         self.extract_btn.setToolTip(TIPS["extract"])
@@ -151,8 +148,10 @@ class LoadWidget(DockBase):
         self.current_tilt = QLabel("")
         self.current_tilt.setToolTip("The tilt shown by the 'tilt (deg)' slider of the viewer.")
         layout.addWidget(self.current_tilt)
+        self.alignment_result = AlignmentResult()
+        layout.addWidget(self.alignment_result)
         layout.addStretch(1)
-        for signal in (self.lines.editingFinished, self.bin.valueChanged, self.align.toggled,
+        for signal in (self.lines.editingFinished, self.bin.valueChanged, self.alignment.changed,
                        self.skip_bad.toggled):
             signal.connect(self.settings_changed)
         self._progress = _Progress()
@@ -260,12 +259,12 @@ class LoadWidget(DockBase):
         if self.table_model.edited:
             angles_file = str(stored_angle_file(self.table_model.angles()))
         return {"lines": parse_lines(self.lines.text()), "bin": self.bin.value(),
-                "align": self.align.isChecked(), "angles": angles_file,
+                **self.alignment.read_options(), "angles": angles_file,
                 "skip_bad": self.skip_bad.isChecked()}
 
     def settings_changed(self, *_: Any) -> None:
         settings.save(SECTION, {"paths": self.paths.text(), "lines": self.lines.text(),
-                                "bin": self.bin.value(), "align": self.align.isChecked(),
+                                "bin": self.bin.value(), **self.alignment.settings(),
                                 "skip_bad": self.skip_bad.isChecked()})
 
     # -------------------------------------------------------------- extract
@@ -314,6 +313,8 @@ class LoadWidget(DockBase):
             self.viewer.add_image(data, **kwargs)
         if not len(self.table_model):
             self._table_from_series(series)
+        self.alignment.show_result(series.provenance)
+        self.alignment_result.show_series(series.angles, series.provenance)
         self.set_status(f"loaded {series}")
         self._show_current_tilt()
         show_info(f"Loaded {series}")

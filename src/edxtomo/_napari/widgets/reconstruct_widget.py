@@ -28,6 +28,7 @@ from ...tiltseries import TiltSeriesError
 from .. import settings
 from ..estimates import Estimate, duration
 from ..layers import (
+    drop_tilts,
     element_legend,
     is_tilt_layer,
     layer_meta,
@@ -38,6 +39,7 @@ from ..layers import (
 )
 from ..params_form import ParamsForm
 from ._dock import DockBase
+from .alignment_panel import DropTilts
 from .loss_plot import LossPlot
 from .run_controller import RunController
 
@@ -114,6 +116,9 @@ class ReconstructWidget(DockBase):
         self.tilt_label = QLabel("")
         self.tilt_label.setWordWrap(True)
         form.addRow(self.tilt_label)
+        self.drop_tilts = DropTilts()
+        self.drop_tilts.changed.connect(self._update_tilt_summary)
+        form.addRow(self.drop_tilts)
         self.method_box = QComboBox()
         for m in usable_methods():
             self.method_box.addItem(method_label(m), m)
@@ -213,6 +218,8 @@ class ReconstructWidget(DockBase):
 
     def _update_tilt_summary(self, *_: Any) -> None:
         angles = self._angles()
+        layers = self.checked_layers()
+        self.drop_tilts.set_tilts(angles, layer_meta(layers[0]).get("provenance") if layers else None)
         key = tuple(angles)
         if key and key != self._angles_key:
             # New data: start from its full range.
@@ -222,7 +229,8 @@ class ReconstructWidget(DockBase):
                 box.setValue(value)
                 box.blockSignals(False)
         if angles:
-            text = tilt_summary(angles, self.tilt_min.value(), self.tilt_max.value())
+            text = tilt_summary(angles, self.tilt_min.value(), self.tilt_max.value(),
+                                self.drop_tilts.dropped_angles())
         elif self.tilt_layers():
             text = "no tilt-series layer ticked: tick the elements to reconstruct above"
         else:
@@ -261,6 +269,7 @@ class ReconstructWidget(DockBase):
         lo, hi = self.tilt_min.value(), self.tilt_max.value()
         if lo > series.angles.min() + 1e-6 or hi < series.angles.max() - 1e-6:
             series = series.select_tilt_range(lo, hi)
+        series = drop_tilts(series, self.drop_tilts.dropped_angles(), "dropped in the Reconstruct dock")
         assert self.form is not None
         params = clean_params(self.method, self.form.values())
         if "device" in params:
