@@ -14,8 +14,9 @@ and its load; the ratios and iteration counts are the figures to compare.
 
 Variants (``--variants``): ``before`` is the previous default (full-size
 U-Net throughout, output average with a fixed decay); ``after`` the current
-defaults; ``full`` the current defaults without the coarse stage; ``lean``
-the current defaults with half the widths. Run with
+defaults; ``after-fine`` the current network at its full-resolution stage
+from the second iteration (for its cost); ``full`` the current defaults
+without the coarse stage; ``lean`` the current defaults with half the widths. Run with
 ``OMP_WAIT_POLICY=PASSIVE`` on a shared machine.
 """
 
@@ -32,6 +33,8 @@ VARIANTS: dict[str, dict] = {
     "after": {"params": {}},
     "full": {"params": {"coarse_iterations": 0}},
     "lean": {"params": {"widths": (8, 16, 32, 64), "skip_widths": (2, 4, 8, 16)}},
+    # The coarse-to-fine network at its full-resolution stage from the second iteration: its cost.
+    "after-fine": {"params": {"coarse_iterations": 1}},
 }
 
 

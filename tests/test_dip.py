@@ -255,3 +255,15 @@ def test_output_average_ramps_up_to_its_decay():
     assert _ema_decay(0.99, 1) < 0.2 and _ema_decay(0.99, 10**6) == 0.99
     assert _ema_decay(0.0, 5) == 0.0
     assert _ema_kept(0.99, 3) == pytest.approx(_ema_decay(0.99, 1) * _ema_decay(0.99, 2) * _ema_decay(0.99, 3))
+
+
+def test_coarse_stage_only_where_a_half_size_input_is_smaller(tiny):
+    from edxtomo.recon.dip import coarse_pays
+
+    # Four levels pad any input to at least 32 voxels a side: 32³ gains nothing from a half size.
+    assert coarse_pays((64, 64, 64), 4) and not coarse_pays((32, 32, 32), 4)
+    _, series = tiny
+    small = next(dipm_tv(series, iterations=2, snapshot_every=2, **SMALL))  # 16³, two levels
+    full = next(dipm_tv(series, iterations=2, snapshot_every=2, device="cpu", widths=(8, 8, 8, 8),
+                        skip_widths=(2, 2, 2, 2), input_channels=4))
+    assert small.info["coarse_to_fine"] and not full.info["coarse_to_fine"]

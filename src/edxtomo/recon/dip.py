@@ -135,7 +135,7 @@ def dipm_tv(
     per_element: Annotated[bool, Doc("one network per element (DIP-TV)", advanced=True)] = False,
     coarse_iterations: Annotated[int, Range(0, 10_000_000), Doc(
         "iterations fitted at half resolution first (a half-size U-Net, then a full-resolution "
-        "refinement level); 0: a full-size U-Net throughout", advanced=True)] = 0,
+        "refinement level); 0: a full-size U-Net throughout", advanced=True)] = 200,
     control: RunControl | None = None,
     resume: dict[str, Any] | None = None,
 ) -> Iterator[Snapshot]:
@@ -199,7 +199,7 @@ class DipSettings:
     clip_grad: float = 0.0
     lr_decay: float = 1.0
     per_element: bool = False
-    coarse_iterations: int = 0
+    coarse_iterations: int = 200
 
     def __post_init__(self) -> None:
         # The declarations in dipm_tv's signature are the one source of types and ranges.
@@ -262,6 +262,19 @@ class DipObjective:
         return out
 
 
+def coarse_pays(shape: tuple[int, ...], levels: int) -> bool:
+    """Whether a half-size input is at most a quarter of the full-size one once both are padded.
+
+    The U-Net's input is padded to a multiple of ``2**levels`` and at least twice that, so on a
+    small volume (32³ with four levels) the "half-size" input is as large as the full one and
+    the coarse stage would save nothing: such volumes use the full-size U-Net throughout.
+    """
+    m = 2**levels
+    full = np.prod(padded_shape(shape, m))
+    half = np.prod(padded_shape([-(-n // 2) for n in shape], m))
+    return bool(4 * half <= full)
+
+
 class PairInput:
     """The half-size and full-size noise inputs of a :class:`CoarseToFine` network (one generator)."""
 
@@ -282,7 +295,7 @@ def _build_network(settings: DipSettings, prob: Problem, train: torch.Tensor
     dev, n_elem = prob.device, len(prob.elements)
     net_args = {"in_channels": settings.input_channels, "widths": settings.widths,
                 "skip_widths": settings.skip_widths, "head": settings.head}
-    coarse = settings.coarse_iterations > 0
+    coarse = settings.coarse_iterations > 0 and coarse_pays(prob.volume_shape, len(settings.widths))
     kind = CoarseToFine if coarse else UNet3D
     if coarse:
         net_args["fine_channels"] = FINE_INPUT_CHANNELS
@@ -363,7 +376,8 @@ def _iterate(series: TiltSeries, s: DipSettings, control: RunControl | None,
     if resume is not None:
         first = _restore(resume, s, net, opt, scaler, schedule, noise, best, ema_acc) + 1
     info = {"heldout_angles": [float(a) for a in series.angles[held]], "tv_weight": s.tv_weight,
-            "warm_start": s.warm_start, "loss": loss_kind}
+            "warm_start": s.warm_start, "loss": loss_kind,
+            "coarse_to_fine": isinstance(noise, PairInput)}
     if first > 1:
         info["resumed_from"] = first - 1
 
