@@ -253,7 +253,8 @@ class LoadWidget(DockBase):
         """``read_series`` options, in the sidecar's names (``--config`` reuses them).
 
         Only edited angles are passed on (as an angles file in file order);
-        without an edit the reader detects the same angles again.
+        without an edit the reader detects the same angles again. The
+        alignment box gives ``align``, ``tilt_axis``, ``refine`` and ``normalise``.
         """
         angles_file = None
         if self.table_model.edited:
