@@ -44,6 +44,7 @@ def test_data_fidelity_decreases_and_protocol(tiny):
                          ema=0.5, **SMALL))
     assert [s.iteration for s in snaps] == [10, 20, 30, 40]
     assert snaps[-1].final and not any(s.final for s in snaps[:-1])
+    # Measured last/first over network seeds 0–3: 0.41–0.57.
     assert snaps[-1].losses["data"] < 0.95 * snaps[0].losses["data"]
     vols = snaps[-1].volumes
     assert list(vols) == series.elements
@@ -206,12 +207,17 @@ def test_dipm_tv_beats_sirt_on_a_tiny_phantom(tiny):
     sirt = run_to_end(reconstruct(series, "sirt", iterations=100, snapshot_every=100))
     # A 16³ volume converges several times faster with gradient clipping (the
     # default is off, measured at 64³; docs/algorithms.md, `clip_grad`).
-    dip = run_to_end(dipm_tv(series, iterations=200, snapshot_every=200, widths=(16, 32, 64),
+    dip = run_to_end(dipm_tv(series, iterations=300, snapshot_every=300, widths=(16, 32, 64),
                              skip_widths=(4, 8, 16), input_channels=16, lr=4e-3, clip_grad=1.0,
                              device="cpu"))
     p_sirt = compare(sirt.volumes, phantom.volumes)["mean"]["psnr"]
     p_dip = compare(dip.volumes, phantom.volumes)["mean"]["psnr"]
-    assert p_dip > p_sirt + 1.0
+    # Measured margin p_dip − p_sirt (SIRT 25.52 dB), network seeds 0–4, 1 and 2
+    # torch threads (identical on both): 3.17–5.80 dB at 300 iterations; at 200
+    # iterations it was 1.42–3.51 dB, and 0.98 dB with the earlier TV normalisation
+    # (below the former bar of 1.0, so the test failed). The bar sits 1.7 dB below
+    # the lowest seed.
+    assert p_dip > p_sirt + 1.5
 
 
 def test_coarse_to_fine_switch_keeps_the_output_and_refines_after():

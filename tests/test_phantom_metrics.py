@@ -46,15 +46,20 @@ def test_tilt_angles():
 
 def test_metrics_scale_invariant_and_ordered():
     rng = np.random.default_rng(0)
-    truth = np.zeros((16, 16, 16))
-    truth[4:12, 4:12, 4:12] = 1
+    truth = np.zeros((32, 32, 32))
+    truth[8:24, 8:24, 8:24] = 1
     assert psnr(3.0 * truth, truth) == float("inf")
     assert nrmse(7.0 * truth, truth) == pytest.approx(0, abs=1e-12)
     assert ssim(2.0 * truth, truth) == pytest.approx(1.0)
     noisy = truth + 0.1 * rng.standard_normal(truth.shape)
     noisier = truth + 0.3 * rng.standard_normal(truth.shape)
+    # Over 60 seeds the PSNR differs by >= 7.4 dB and the SSIM by >= 0.16.
     assert psnr(noisy, truth) > psnr(noisier, truth)
     assert ssim(noisy, truth) > ssim(noisier, truth)
-    assert psnr(noisy, truth) == pytest.approx(20.0, abs=0.3)  # sigma 0.1 on a unit range
+    # Noise sigma 0.1 on a unit range is 20 dB; the least-squares scale fit
+    # (a = 0.926 here) removes part of the noise: 20.33 dB expected. Measured
+    # over 60 noise seeds: 20.28–20.41 dB (at 16³ it was 20.13–20.60, and seed 0
+    # gave 20.29 against the former bound of 20.3).
+    assert psnr(noisy, truth) == pytest.approx(20.33, abs=0.2)
     scores = compare({"A": noisy}, {"A": truth})
     assert scores["mean"]["psnr"] == scores["A"]["psnr"]
