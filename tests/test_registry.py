@@ -183,3 +183,19 @@ def test_a_run_that_cannot_fit_is_refused_before_allocating():
     large = estimate("dipm-tv", (17, 128, 128), 3, get_method("dipm-tv").defaults())
     assert large.total > 4 * small.total
     assert max(large.parts, key=large.parts.get) == "network activations"
+
+
+def test_config_replays_exactly_the_tilts_the_run_used(tmp_path, tiny, capsys):
+    maps = tmp_path / "maps"
+    write_map_folder(tiny, maps)
+    used = [a for a in tiny.angles if abs(a - 10.0) > 1e-6]  # 10 deg dropped, e.g. in napari
+    cfg = tmp_path / "run.json"
+    cfg.write_text(json.dumps({"method": "sirt", "params": {"iterations": 3, "snapshot_every": 3},
+                               "input": [str(maps)], "angles": [float(a) for a in used]}))
+    assert main(["reconstruct", "--config", str(cfg), "--out", str(tmp_path / "rec")]) == 0
+    side = json.loads((tmp_path / "rec" / "reconstruction.json").read_text())
+    assert side["angles"] == pytest.approx(used)
+    # Angles the series does not hold: refused, naming them.
+    cfg.write_text(json.dumps({"method": "sirt", "params": {}, "input": [str(maps)], "angles": [0.0, 12.5]}))
+    assert main(["reconstruct", "--config", str(cfg), "--out", str(tmp_path / "rec2")]) == 2
+    assert "used tilts at 12.5 deg" in capsys.readouterr().err

@@ -161,7 +161,10 @@ def _merge_config(args: argparse.Namespace) -> tuple[list[str], str, dict, dict,
         if value is not None:
             ropts[name] = value
     select = {"elements": args.elements or (cfg.get("elements") if cfg else None),
-              "tilt_range": args.tilt_range or cfg.get("tilt_range")}
+              "tilt_range": args.tilt_range or cfg.get("tilt_range"),
+              # The exact tilts of the run repeated (some may have been dropped in napari),
+              # unless the command line chooses tilts or angles anew.
+              "tilts": cfg.get("angles") if cfg and not args.tilt_range and not args.angles else None}
     return [str(i) for i in inputs], method, params, ropts, select
 
 
@@ -180,7 +183,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     lock = OutputLock(args.out)
     lock.acquire()  # released at exit; the runner takes it again (re-entrant)
     record = prepare_record(inputs, method, params, ropts, select["elements"], select["tilt_range"],
-                            time_limit, resume, progress=_print_progress)
+                            time_limit, resume, progress=_print_progress, tilts=select["tilts"])
     series = record.series
     budget = f"; time limit {time_limit:g} s" if time_limit else ""
     resumed = f"; resuming after iteration {resume['iteration']}" if resume else ""

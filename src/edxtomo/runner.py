@@ -173,11 +173,14 @@ def prepare_record(inputs: Sequence[str | Path], method: str, params: Mapping[st
                    read_options: Mapping[str, Any], elements: Sequence[str] | None = None,
                    tilt_range: Sequence[float] | None = None, time_limit: float | None = None,
                    resume: dict[str, Any] | None = None,
-                   progress: Callable[[int, int, str], None] | None = None) -> RunRecord:
+                   progress: Callable[[int, int, str], None] | None = None,
+                   tilts: Sequence[float] | None = None) -> RunRecord:
     """Read, select elements and tilts, and describe the run: what ``reconstruct`` and batch tasks do.
 
     ``params`` must already be checked (:func:`clean_params`). The record
     keeps the read options in their checked form, so the sidecar re-runs.
+    ``tilts`` (degrees) keeps exactly those tilts, e.g. a sidecar's ``angles``
+    after tilts were dropped in napari.
     """
     from .io import ReadOptions
 
@@ -186,10 +189,31 @@ def prepare_record(inputs: Sequence[str | Path], method: str, params: Mapping[st
         series = series.select_elements(list(elements))
     if tilt_range:
         series = series.select_tilt_range(*tilt_range)
+    if tilts is not None:
+        series = _select_tilts(series, tilts)
     return RunRecord(method=method, params=dict(params), series=series, inputs=[str(i) for i in inputs],
                      read_options=ReadOptions.from_dict(dict(read_options)).to_dict(),
                      tilt_range=tuple(tilt_range) if tilt_range else None, time_limit=time_limit,
                      resume=resume)
+
+
+#: Two angles closer than this (degrees) are the same tilt.
+ANGLE_MATCH_DEG = 1e-3
+
+
+def _select_tilts(series: TiltSeries, tilts: Sequence[float]) -> TiltSeries:
+    import numpy as np
+
+    from .errors import InputError
+
+    want = np.asarray(list(tilts), dtype=float)
+    keep = [i for i, a in enumerate(series.angles) if np.any(np.abs(want - a) < ANGLE_MATCH_DEG)]
+    if len(keep) != want.size:
+        missing = [f"{a:g}" for a in want if not np.any(np.abs(series.angles - a) < ANGLE_MATCH_DEG)]
+        raise InputError(f"{series.source}: the run to repeat used tilts at {', '.join(missing)} deg, "
+                         "which this series does not hold (other angles given?); pass --tilt-range "
+                         "to choose the tilts anew")
+    return series if len(keep) == series.n_angles else series.select_indices(keep)
 
 
 def load_checkpoint(folder: str | Path) -> dict[str, Any]:
