@@ -162,17 +162,21 @@ def read_series(
             from .spectra import _bin
 
             haadf = _bin(haadf, bin_factor)
-    if tilt_axis is not None or refine is not None or tilt_gains is not None:
+    full = tilt_axis is not None or refine is not None or tilt_gains is not None
+    if full or align:
+        if align_reference == "haadf" and haadf is None:
+            raise InputError("alignment on HAADF images asked for, but not every file has one")
+        # HAADF images, when every file has one, carry far more counts than the element maps.
+        reference = haadf if align_reference in ("auto", "haadf") else None
+    if full:
         from ..alignment.command import settings_from
         from ..alignment.pipeline import align_tilt_series
 
-        series = align_tilt_series(series, settings_from(tilt_axis, refine, tilt_gains))
+        series = align_tilt_series(series, settings_from(tilt_axis, refine, tilt_gains),
+                                   reference=reference)
     elif align:
         from ..align import align_series
 
-        if align_reference == "haadf" and haadf is None:
-            raise InputError("alignment on HAADF images asked for, but not every file has one")
-        reference = haadf if align_reference in ("auto", "haadf") else None
         series = align_series(series, reference=reference)
     if series.n_angles < min_tilts:
         raise InputError(f"{series.source}: {series.n_angles} tilt(s); a tilt series needs at least "
