@@ -15,6 +15,11 @@ Usage (bounded: nz 32, TV 150 iterations, DIPm-TV widths 8 16 32 and 6 minutes p
     .venv/bin/python benchmarks/bench_real.py [--bin 4] [--left-out 0 30] [--methods sirt tv dipm-tv] \\
         [--settings translation refine ...] [--out results.json]
 
+DIPm-TV/TV variants for finding out why a method loses: ``--param dipm-tv:loss=poisson``
+(any registry parameter, repeated; value parsed as JSON, else a string),
+``--background`` (subtract the reader's background windows), ``--nz``;
+``--tag`` labels the rows of such a run.
+
 Alignment settings: ``translation`` (neighbour correlation + centre of mass),
 ``refine`` (+ projection matching, axis kept at 0°), ``refine+counts`` and
 ``refine+gains`` (+ per-tilt intensity), ``axis`` (in-plane axis estimate,
@@ -34,7 +39,12 @@ import torch
 from scipy import ndimage
 
 from edxtomo.align import align_series, phase_correlation
-from edxtomo.alignment import AlignmentSettings, align_tilt_series, unexplained_fraction
+from edxtomo.alignment import (
+    AlignmentSettings,
+    align_tilt_series,
+    apply_alignment,
+    unexplained_fraction,
+)
 from edxtomo.alignment.transforms import uncorrect_image
 from edxtomo.io import read_series
 from edxtomo.projector import ParallelProjector
@@ -54,16 +64,30 @@ SETTINGS = {
 }
 
 
-def align(raw: TiltSeries, name: str) -> tuple[TiltSeries, float, np.ndarray, np.ndarray, float]:
-    """Aligned series, axis angle, shifts, gains and the wall time of the alignment."""
+def align(raw: TiltSeries, name: str, cache: Path | None = None
+          ) -> tuple[TiltSeries, float, np.ndarray, np.ndarray, float]:
+    """Aligned series, axis angle, shifts, gains and the wall time of the alignment.
+
+    With ``cache``, a full alignment is stored as ``<cache>/<name>.json`` and applied from there
+    when present (the same shifts for runs that vary only the reconstruction or the background).
+    """
     t0 = time.perf_counter()
     st = SETTINGS[name]
+    record = cache / f"{name}.json" if cache is not None and st is not None else None
+    if record is not None and record.is_file():
+        out = apply_alignment(raw, record)
+        a = out.provenance["alignment"]
+        return (out, a["tilt_axis_deg"], np.asarray(a["shifts_px"]), np.asarray(a["gains"]),
+                time.perf_counter() - t0)
     if st is None:
         out = align_series(raw)
         a = out.provenance["alignment"]
         return out, 0.0, np.asarray(a["shifts_px"]), np.ones(raw.n_angles), time.perf_counter() - t0
     out = align_tilt_series(raw, st)
     a = out.provenance["alignment"]
+    if record is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(a, default=str))
     return (out, a["tilt_axis_deg"], np.asarray(a["shifts_px"]), np.asarray(a["gains"]),
             time.perf_counter() - t0)
 
@@ -87,12 +111,33 @@ def score(pred: np.ndarray, meas: np.ndarray, mask: np.ndarray) -> dict[str, flo
             "unexplained": unexplained_fraction(moved, meas, m), "shift_px": s.round(2).tolist()}
 
 
-def run_method(train: TiltSeries, method: str, args: argparse.Namespace) -> dict[str, np.ndarray]:
+def parse_params(items: list[str]) -> dict[str, dict[str, object]]:
+    """``method:key=value`` items → ``{method: {key: value}}`` (value as JSON, else a string)."""
+    out: dict[str, dict[str, object]] = {}
+    for item in items:
+        head, _, value = item.partition("=")
+        method, _, key = head.partition(":")
+        if not key or not _:
+            raise SystemExit(f"--param takes method:key=value, got {item!r}")
+        try:
+            out.setdefault(method, {})[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out.setdefault(method, {})[key] = value
+    return out
+
+
+def run_method(train: TiltSeries, method: str, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], dict]:
     params = {"sirt": {"iterations": 100, "nz": args.nz}, "tv": {"iterations": args.tv_iterations, "nz": args.nz},
               "dipm-tv": {"iterations": args.dip_iterations, "seed": 0, "nz": args.nz,
                           "widths": tuple(args.dip_widths), "skip_widths": tuple(max(1, w // 4) for w in args.dip_widths),
                           "time_limit": args.dip_time}}[method]
-    return run_to_end(reconstruct(train, method, device="cpu", **params)).volumes
+    params.update(args.params.get(method, {}))
+    snap = run_to_end(reconstruct(train, method, device="cpu", **params))
+    keep = ("loss", "heldout_angles", "best_iteration", "tv_weight")
+    info = {k: v for k, v in (snap.info or {}).items() if k in keep}
+    info.update(iterations_run=snap.iteration, stopped=str(snap.stopped or ""),
+                params={k: v for k, v in params.items() if k not in ("widths", "skip_widths")})
+    return snap.volumes, info
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,17 +153,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dip-widths", type=int, nargs="+", default=[8, 16, 32])
     ap.add_argument("--tv-iterations", type=int, default=150)
     ap.add_argument("--nz", type=int, default=32, help="volume depth (voxels)")
+    ap.add_argument("--param", action="append", default=[], metavar="METHOD:KEY=VALUE",
+                    help="extra registry parameter of one method, e.g. dipm-tv:loss=poisson (repeatable)")
+    ap.add_argument("--background", action="store_true", help="subtract the background windows when reading")
+    ap.add_argument("--alignment-cache", type=Path, default=None, metavar="DIR",
+                    help="store each full alignment in DIR/<setting>.json and reuse it when present")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: the 2 cores here are shared with other jobs)")
+    ap.add_argument("--tag", default="", help="label of this run's rows (a variant)")
     ap.add_argument("--out", type=Path, default=Path("bench_real.json"))
     args = ap.parse_args(argv)
+    args.params = parse_params(args.param)
     if not DATA.is_dir():
         print(f"real data not found at {DATA}", file=sys.stderr)
         return 1
-    torch.set_num_threads(2)
-    raw = read_series(DATA, lines=LINES, bin_factor=args.bin)
+    torch.set_num_threads(args.threads)
+    raw = read_series(DATA, lines=LINES, bin_factor=args.bin, background=args.background)
     print(raw, file=sys.stderr)
     rows, timings = [], {}
     for name in args.settings:
-        aligned, alpha, shifts, gains, secs = align(raw, name)
+        aligned, alpha, shifts, gains, secs = align(raw, name, args.alignment_cache)
         timings[name] = secs
         rep = aligned.provenance["alignment"]
         print(f"[{name}] axis {alpha:.2f} deg, {secs:.1f} s, scores {np.round(rep.get('scores', []), 3)}"
@@ -131,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 if method == "dipm-tv" and name not in args.dip_settings:
                     continue
                 t0 = time.perf_counter()
-                vols = run_method(train, method, args)
+                vols, info = run_method(train, method, args)
                 proj = ParallelProjector([raw.angles[k]], vols[raw.elements[0]].shape[0], nx,
                                          dtype=torch.float64)
                 for el in raw.elements:
@@ -140,12 +194,14 @@ def main(argv: list[str] | None = None) -> int:
                     inside = uncorrect_image(np.ones((ny, nx)), alpha, shifts[k]) > 0.999
                     res = score(back, raw.maps[el][k].astype(np.float64), inside)
                     rows.append({"setting": name, "left_out_deg": float(raw.angles[k]), "method": method,
-                                 "element": el, **res, "seconds": time.perf_counter() - t0})
+                                 "tag": args.tag, "element": el, **res, "seconds": time.perf_counter() - t0,
+                                 "info": info})
                     print(f"  {name:14s} {raw.angles[k]:5.0f} {method:8s} {el:3s} "
                           f"dev {res['deviance']:.4f} unexpl {res['unexplained']:.3f}",
                           file=sys.stderr, flush=True)
-                args.out.write_text(json.dumps({"rows": rows, "alignment_seconds": timings,
-                                                "bin": args.bin, "lines": LINES}, indent=1))
+                args.out.write_text(json.dumps({"rows": rows, "alignment_seconds": timings, "bin": args.bin,
+                                                "lines": LINES, "background": args.background, "nz": args.nz,
+                                                "tag": args.tag, "threads": args.threads}, indent=1, default=str))
     print(table(rows))
     print("alignment wall time (s, 2 shared cores, pessimistic):", {k: round(v, 1) for k, v in timings.items()})
     return 0
@@ -153,15 +209,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(rows: list[dict]) -> str:
     """Markdown table: unexplained fraction (deviance) per setting, tilt and method, mean over elements."""
-    keys = sorted({(r["setting"], r["left_out_deg"], r["method"]) for r in rows},
-                  key=lambda k: (list(SETTINGS).index(k[0]), k[1], k[2]))
-    out = ["| alignment | left out | method | unexplained (mean of elements) | deviance/px | per element |",
-           "| --- | --- | --- | --- | --- | --- |"]
+    keys = sorted({(r["setting"], r["left_out_deg"], r["method"], r.get("tag", "")) for r in rows},
+                  key=lambda k: (list(SETTINGS).index(k[0]), k[1], k[2], k[3]))
+    out = ["| alignment | left out | method | unexplained Fe / Si / Mg (mean) | deviance/px (mean) |",
+           "| --- | --- | --- | --- | --- |"]
     for key in keys:
-        sel = [r for r in rows if (r["setting"], r["left_out_deg"], r["method"]) == key]
-        per = ", ".join(f"{r['element']} {r['unexplained']:.3f}" for r in sel)
-        out.append(f"| {key[0]} | {key[1]:g}° | {key[2]} | {np.mean([r['unexplained'] for r in sel]):.3f} | "
-                   f"{np.mean([r['deviance'] for r in sel]):.4f} | {per} |")
+        sel = [r for r in rows if (r["setting"], r["left_out_deg"], r["method"], r.get("tag", "")) == key]
+        per = " / ".join(f"{r['unexplained']:.3f}" for r in sel)
+        dev = " / ".join(f"{r['deviance']:.2f}" for r in sel)
+        label = key[2] + (f" ({key[3]})" if key[3] else "")
+        out.append(f"| {key[0]} | {key[1]:g}° | {label} | {per} ({np.mean([r['unexplained'] for r in sel]):.3f}) | "
+                   f"{dev} ({np.mean([r['deviance'] for r in sel]):.2f}) |")
     return "\n".join(out)
 
 
