@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,8 @@ def _skipped_row(task: Task, out_root: Path) -> dict[str, Any]:
 def run_batch(tasks: Sequence[Task], out_root: str | Path, client: Any,
               torch_threads: int | None = None, resume: bool = False,
               on_done: Callable[[dict[str, Any]], None] | None = None,
-              on_start: Callable[[int, int], None] | None = None) -> BatchResult:
+              on_start: Callable[[int, int], None] | None = None,
+              stop: threading.Event | None = None) -> BatchResult:
     """Run ``tasks`` on ``client``'s cluster; write ``summary.csv``/``summary.json`` as they finish.
 
     Parameters
@@ -173,9 +175,12 @@ def run_batch(tasks: Sequence[Task], out_root: str | Path, client: Any,
         Called with each task's row as it finishes (or fails).
     on_start
         Called once with ``(tasks to run, tasks skipped)``.
+    stop
+        Set from another thread (e.g. a Cancel button) to stop as Ctrl-C does.
 
-    A ``KeyboardInterrupt`` cancels what has not finished, writes the summary
-    (those tasks ``"not finished"``) and returns with ``interrupted=True``.
+    A ``KeyboardInterrupt`` (or ``stop`` being set) cancels what has not
+    finished, writes the summary (those tasks ``"not finished"``) and returns
+    with ``interrupted=True``.
     """
     from distributed import as_completed
 
@@ -199,14 +204,14 @@ def run_batch(tasks: Sequence[Task], out_root: str | Path, client: Any,
         futures[fut] = t
     interrupted = False
     try:
-        for fut in as_completed(futures):
+        for fut in _completed(as_completed(futures), stop):
             task = futures[fut]
             row = _row_of(fut, task, out)
             rows[task.name] = row
             if on_done:
                 on_done(row)
             write_summary(out, _ordered(tasks, rows))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stopped):
         interrupted = True
         client.cancel(list(futures))
     for t in tasks:
@@ -216,6 +221,25 @@ def run_batch(tasks: Sequence[Task], out_root: str | Path, client: Any,
     ordered = _ordered(tasks, rows)
     write_summary(out, ordered)
     return BatchResult(ordered, interrupted)
+
+
+class _Stopped(Exception):
+    """``stop`` was set: leave the loop over the futures."""
+
+
+def _completed(futures: Iterable[Any], stop: threading.Event | None) -> Iterator[Any]:
+    """The futures as they finish; with ``stop``, checked every 0.2 s while waiting."""
+    if stop is None:
+        yield from futures
+        return
+    ac = futures
+    while not ac.is_empty():
+        if stop.is_set():
+            raise _Stopped
+        batch = ac.next_batch(block=False)
+        if not batch:
+            stop.wait(0.2)
+        yield from batch
 
 
 def _row_of(fut: Any, task: Task, out: Path) -> dict[str, Any]:
