@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ...batch.from_setup import SweepSetup
 from ...devices import DeviceError, resolve_device
 from ...recon import available_methods
 from ...recon.control import STOPPED_BY_USER
@@ -42,6 +43,7 @@ from ._dock import DockBase
 from .alignment_panel import DropTilts
 from .loss_plot import LossPlot
 from .run_controller import RunController
+from .sweep_panel import SweepPanel
 
 if TYPE_CHECKING:
     import napari
@@ -166,6 +168,8 @@ class ReconstructWidget(DockBase):
         layout.addWidget(self.legend)
         self.plot = LossPlot()
         layout.addWidget(self.plot)
+        self.sweep = SweepPanel(self.viewer, self.sweep_setup, self.report_error)
+        layout.addWidget(self.sweep)
         layout.addStretch(1)
 
     @property
@@ -279,6 +283,19 @@ class ReconstructWidget(DockBase):
                          inputs=list(meta.get("inputs") or []),
                          read_options=dict(meta.get("read_options") or {}), tilt_range=(lo, hi),
                          time_limit=self.form.time_limit())
+
+    def sweep_setup(self) -> SweepSetup:
+        """The current settings as a setup to sweep over TV weights (raises ValueError)."""
+        series = series_from_layers(self.checked_layers())
+        series = drop_tilts(series, self.drop_tilts.dropped_angles(), "dropped in the Reconstruct dock")
+        assert self.form is not None
+        params = clean_params(self.method, self.form.values())
+        if "device" in params:
+            resolve_device(params["device"])
+        lo, hi = self.tilt_min.value(), self.tilt_max.value()
+        narrower = lo > series.angles.min() + 1e-6 or hi < series.angles.max() - 1e-6
+        return SweepSetup(series, self.method, params, tilt_range=(lo, hi) if narrower else None,
+                          time_limit=self.form.time_limit())
 
     def start(self) -> None:
         if self.controller.running:
