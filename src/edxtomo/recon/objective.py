@@ -20,7 +20,7 @@ on the object: TV lowers the contrast of a feature of size ``l`` by about
 small particles or thin shells do. Each element's TV term is therefore
 multiplied by
 
-    tv_scale_e = sqrt(nu_e / NU_REF) · (n / N_REF) · ((l_e / nx) / L_REF) ** L_POWER
+    tv_scale_e = sqrt(nu_e / NU_REF) · (n / N_REF) · ((l_e / nx) / L_REF) ** L_POWER · (TILTS_REF / n_tilts)
 
 where ``nu_e`` is the noise variance of the normalised maps *where the
 element is* (pixels of its lightly smoothed maps at half its peak ``sigma_e``
@@ -29,16 +29,18 @@ maps an estimate from pixel-to-neighbour differences away from the features'
 edges. ``n`` is the cube root of the voxel count and ``l_e`` the element's
 feature size in pixels measured on its maps (:func:`feature_sizes`: mean
 signal over noise-corrected mean squared gradient, the half-width of a
-flat-topped band), relative to the map width ``nx``. The references are
-those of the 64³ core–shell phantom at 5 counts per pixel, so there the
-factor is about 1.
+flat-topped band), relative to the map width ``nx``. The data term is a
+mean over measurements, so with fewer tilts each carries more of it and
+the TV term less: ``TILTS_REF / n_tilts`` restores the balance a sum
+would have. The references are those of the 64³ core–shell phantom at
+5 counts per pixel and 17 tilts, so there the factor is about 1.
 
 Why these powers (measured, docs/algorithms.md): with the noise *variance*
 (power 1) and no object term the best weight on a layered memory-cell
 phantom was 1.6–11× the best on core–shell particles, and it moved with dose
 on the one but not the other; the noise *standard deviation* (as for a
 soft-threshold, whose best threshold grows with the noise level, not its
-square) and the feature size to the power 0.8 bring both objects, both
+square), the feature size and the tilt count bring both objects, both
 doses and both tilt schemes within about 0.5 dB of their best with one
 weight. Measuring the noise over the element's own features, not over the
 whole map, matters: a compact core and a thin shell recorded at the same dose
@@ -160,6 +162,7 @@ def feature_sizes(projections: np.ndarray, sigma: np.ndarray) -> np.ndarray:
 
 L_REF = 0.053
 L_POWER = 1.0
+TILTS_REF = 17
 #: The object factor is kept within these bounds (flat or featureless maps).
 L_FACTOR_RANGE = (0.2, 10.0)
 
@@ -171,7 +174,8 @@ def tv_scales(projections: np.ndarray, sigma: np.ndarray, n_voxels: int) -> np.n
     # Noiseless (simulated) data would switch TV off entirely; keep a floor.
     noise = np.sqrt(np.maximum(nu, 0.01 * NU_REF) / NU_REF)
     obj = np.clip((size / L_REF) ** L_POWER, *L_FACTOR_RANGE)
-    return noise * obj * (n_voxels ** (1 / 3) / N_REF)
+    tilts = TILTS_REF / projections.shape[1]
+    return noise * obj * tilts * (n_voxels ** (1 / 3) / N_REF)
 
 
 def gradient(vol: torch.Tensor) -> torch.Tensor:

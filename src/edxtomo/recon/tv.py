@@ -27,7 +27,7 @@ from .params import Annotated, Depth, Device, Doc, Iterations, SnapshotEvery, TV
 from .problem import Problem, should_snapshot
 from .snapshot import Snapshot
 
-DEFAULT_TV_WEIGHT = 0.08
+DEFAULT_TV_WEIGHT = 0.06
 GRADIENT_BLOCK_SCALE = 0.02
 
 
