@@ -13,7 +13,7 @@ and its load; the ratios and iteration counts are the figures to compare.
     python benchmarks/bench_dip_speed.py --size 64 --iterations 40 --burst 5 --variants before after  # cost only
 
 Variants (``--variants``): ``before`` is the previous default (full-size
-U-Net throughout, output average with a fixed decay); ``after`` the current
+U-Net throughout, output average with a fixed decay, no weight decay); ``after`` the current
 defaults; ``after-fine`` the current network at its full-resolution stage
 from the second iteration (for its cost); ``full`` the current defaults
 without the coarse stage; ``lean`` the current defaults with half the widths. Run with
@@ -29,7 +29,7 @@ import statistics
 import time
 
 VARIANTS: dict[str, dict] = {
-    "before": {"params": {"coarse_iterations": 0}, "ema_ramp": 1},
+    "before": {"params": {"coarse_iterations": 0, "weight_decay": 0.0}, "ema_ramp": 1},
     "after": {"params": {}},
     "full": {"params": {"coarse_iterations": 0}},
     "lean": {"params": {"widths": (8, 16, 32, 64), "skip_widths": (2, 4, 8, 16)}},

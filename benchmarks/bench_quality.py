@@ -37,8 +37,9 @@ CASES = {
     "memory": {"phantom": "memory_cell", "tilts": (-40, 40, 5), "dose": 5.0,
                "label": "memory_cell, ±40° step 5° (17 tilts), dose 5 counts/px"},
 }
-#: DIPm-TV before the speed work (full-size U-Net throughout, fixed output-average decay).
-BEFORE = {"coarse_iterations": 0}
+#: DIPm-TV before the speed work (full-size U-Net throughout, fixed output-average decay, no
+#: weight decay).
+BEFORE = {"coarse_iterations": 0, "weight_decay": 0.0}
 TV_WEIGHTS = (0.02, 0.05, 0.1, 0.15, 0.3)
 
 
@@ -172,7 +173,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES),
+                        help="none: only the speed and memory probes")
     parser.add_argument("--dip-iterations", type=int, default=2000)
     parser.add_argument("--patience", type=int, default=500)
     parser.add_argument("--tv-iterations", type=int, default=500)
