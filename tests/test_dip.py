@@ -274,3 +274,19 @@ def test_coarse_stage_only_where_a_half_size_input_is_smaller(tiny):
     full = next(dipm_tv(series, iterations=2, snapshot_every=2, device="cpu", widths=(8, 8, 8, 8),
                         skip_widths=(2, 2, 2, 2), input_channels=4))
     assert small.info["coarse_to_fine"] and not full.info["coarse_to_fine"]
+
+
+def test_auto_loss_stays_poisson_for_aligned_counts(tmp_path, tiny):
+    from edxtomo.align import apply_shifts
+    from edxtomo.io import read_map_folder, write_map_folder
+
+    _, series = tiny
+    shifts = np.zeros((series.n_angles, 2))
+    shifts[:, 1] = np.linspace(-0.6, 0.6, series.n_angles)  # sub-pixel: the maps become non-integer
+    aligned = apply_shifts(series, shifts)
+    assert not all(np.array_equal(m, np.round(m)) for m in aligned.maps.values())
+    assert aligned.counts
+    assert next(dipm_tv(aligned, iterations=1, **SMALL)).info["loss"] == "poisson"
+    # Through a map folder too (extract --align, then reconstruct).
+    write_map_folder(aligned, tmp_path / "maps")
+    assert read_map_folder(tmp_path / "maps").counts

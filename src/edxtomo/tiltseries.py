@@ -17,6 +17,9 @@ import numpy as np
 
 from .errors import InputError
 
+#: Provenance key: the maps were counts before a transform made them non-integer.
+COUNTS_ORIGIN = "counts_origin"
+
 
 class TiltSeriesError(InputError):
     """A tilt series is inconsistent or unusable; the message says why."""
@@ -155,11 +158,25 @@ class TiltSeries:
             f"{self.pixel_size:g} nm/px)"
         )
 
+    @property
+    def counts(self) -> bool:
+        """Whether the maps are X-ray counts: whole numbers, or derived from them.
+
+        Alignment interpolates and per-tilt normalisation rescales the maps, so
+        they stop being whole numbers; they are still counts for the Poisson
+        likelihood, and the provenance says so (``counts_origin``).
+        """
+        if self.provenance.get(COUNTS_ORIGIN):
+            return True
+        return all(np.array_equal(m, np.round(m)) and float(m.min()) >= 0 for m in self.maps.values())
+
     # -------------------------------------------------------------- transforms
     def _derived(self, maps: Mapping[str, np.ndarray], angles: np.ndarray, step: str,
                  pixel_size: float | None = None) -> TiltSeries:
         prov = copy.deepcopy(self.provenance)
         prov.setdefault("steps", []).append(step)
+        if self.counts:
+            prov[COUNTS_ORIGIN] = True
         return TiltSeries(
             maps=dict(maps),
             angles=angles,

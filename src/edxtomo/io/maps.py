@@ -10,7 +10,7 @@ import numpy as np
 import tifffile
 
 from ..errors import DamagedFileError, InputError
-from ..tiltseries import TiltSeries
+from ..tiltseries import COUNTS_ORIGIN, TiltSeries
 from .angles import find_angle_file, read_angles, write_angles
 from .atomic import write_atomic, write_json
 from .damage import check_tiff
@@ -133,15 +133,27 @@ def read_map_folder(folder: str | Path, angles_file: str | Path | None = None,
         why = "not listed in series.json" if listed is not None else "not element maps"
         warnings.warn(f"{folder}: read {', '.join(p.name for p in used)}; ignored {', '.join(ignored)} "
                       f"({why}; give files as inputs to read them)", UserWarning, stacklevel=2)
+    provenance: dict = {"read": {"folder": str(folder), "angles_file": str(afile),
+                                 "files": [p.name for p in used], "ignored": ignored,
+                                 "element_list": "series.json" if listed is not None else "folder"}}
+    if _counts_origin(folder):
+        provenance[COUNTS_ORIGIN] = True  # aligned counts: still counts for the Poisson likelihood
     return TiltSeries(
         maps=maps, angles=angles,
         pixel_size=pixel_size or (sizes[0] if sizes else 1.0),
         lines=lines,
-        provenance={"read": {"folder": str(folder), "angles_file": str(afile),
-                             "files": [p.name for p in used], "ignored": ignored,
-                             "element_list": "series.json" if listed is not None else "folder"}},
+        provenance=provenance,
         source=str(folder),
     )
+
+
+def _counts_origin(folder: Path) -> bool:
+    """Whether ``series.json`` says the maps were derived from counts (e.g. aligned counts)."""
+    try:
+        meta = json.loads((folder / "series.json").read_text(encoding="utf-8"))
+        return bool(meta.get("provenance", {}).get(COUNTS_ORIGIN))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def write_map_folder(series: TiltSeries, folder: str | Path, extra: dict | None = None,
