@@ -170,11 +170,12 @@ def _merge_config(args: argparse.Namespace) -> tuple[list[str], str, dict, dict,
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .recon.control import RunControl
+    from .recon.registry import parse_duration
     from .recon.status import RunStatus
-    from .runner import clean_params, load_checkpoint, prepare_record, run, time_limit_seconds
+    from .runner import clean_params, load_checkpoint, prepare_record, run
 
     inputs, method, params, ropts, select = _merge_config(args)
-    time_limit = time_limit_seconds(params.pop("time_limit", None))
+    time_limit = parse_duration(params.pop("time_limit", None))
     params = clean_params(method, params)
     resume = load_checkpoint(args.resume) if args.resume else None
     from .io import OutputLock, check_output_folder

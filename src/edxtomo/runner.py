@@ -17,7 +17,6 @@ from .io.atomic import write_atomic
 from .io.outdir import OutputLock, check_output_folder, finish_partial, partial_dir, replace_folder
 from .io.volumes import write_volumes
 from .recon import RunControl, get_method, reconstruct
-from .recon.registry import parse_duration
 from .recon.snapshot import Snapshot
 from .recon.status import RunStatus
 from .tiltseries import TiltSeries
@@ -286,8 +285,3 @@ def run(
         finally:
             lock.release()
     return record
-
-
-def time_limit_seconds(value: Any) -> float | None:
-    """``"10m"`` → 600.0 (see :func:`edxtomo.recon.registry.parse_duration`)."""
-    return parse_duration(value)

@@ -233,10 +233,10 @@ def _read_options(read: Any, base: Path) -> dict[str, Any]:
 
 
 def _time_limit(value: Any) -> float | None:
-    from ..runner import time_limit_seconds
+    from ..recon.registry import parse_duration
 
     try:
-        return time_limit_seconds(value)
+        return parse_duration(value)
     except ValueError as exc:
         raise ManifestError(f"time_limit: {exc}") from None
 

@@ -15,6 +15,7 @@ with messages that name the parameter.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import types
@@ -222,26 +223,31 @@ def _param(name: str, annotation: Any, default: Any) -> Param:
 NOT_PARAMETERS = ("series", "control", "resume")
 
 
-def signature_params(func: Callable[..., Any], drop: Sequence[str] = ()) -> list[Param]:
-    """The declared parameters of a method's generator, in signature order.
+@functools.cache
+def declared_params(func: Callable[..., Any]) -> dict[str, Param]:
+    """The declared parameters of a method's generator, by name, in signature order.
 
     Every keyword parameter with a default must be annotated with a supported
     type; an undeclared one is a programming error and raises ``TypeError``.
+    Read once per generator: the registry, the command line and
+    :func:`check_call` share the result.
     """
     hints = typing.get_type_hints(func, include_extras=True)
-    out = []
+    out: dict[str, Param] = {}
     for name, p in inspect.signature(func).parameters.items():
-        if name in NOT_PARAMETERS or name in drop or p.default is p.empty:
+        if name in NOT_PARAMETERS or p.default is p.empty:
             continue
         if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
             continue
         if name not in hints:
             raise TypeError(f"{func.__qualname__}: parameter {name!r} has no type annotation")
-        out.append(_param(name, hints[name], p.default))
+        out[name] = _param(name, hints[name], p.default)
     return out
 
 
-_DECLARED: dict[Callable[..., Any], dict[str, Param]] = {}
+def signature_params(func: Callable[..., Any], drop: Sequence[str] = ()) -> list[Param]:
+    """:func:`declared_params` as a list, without the names in ``drop`` (a spec's fixed arguments)."""
+    return [p for n, p in declared_params(func).items() if n not in drop]
 
 
 def check_call(func: Callable[..., Any], values: dict[str, Any]) -> dict[str, Any]:
@@ -251,9 +257,7 @@ def check_call(func: Callable[..., Any], values: dict[str, Any]) -> dict[str, An
     :func:`edxtomo.recon.reconstruct`) is checked by the same declarations.
     Returns the converted values of the declared parameters.
     """
-    if func not in _DECLARED:
-        _DECLARED[func] = {p.name: p for p in signature_params(func)}
-    return {n: p.check(values[n]) for n, p in _DECLARED[func].items() if n in values}
+    return {n: p.check(values[n]) for n, p in declared_params(func).items() if n in values}
 
 
 # Declarations shared by several methods: one text and one range each.
