@@ -214,9 +214,14 @@ class LoadWidget(DockBase):
         table.setRowCount(len(model))
         for k, tilt in enumerate(model.tilts):
             angle = model.angle(k)
-            cells = (tilt, "" if angle is None else f"{angle:g}", model.row_source(k))
+            source = model.row_source(k)
+            # The cell names the source; the explanation in brackets goes to its tooltip,
+            # so rows stay one line high and the dock narrow.
+            cells = (tilt, "" if angle is None else f"{angle:g}", source.split(" (")[0])
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
+                if col == 2:
+                    item.setToolTip(source)
                 if col != 1:
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 table.setItem(k, col, item)
