@@ -11,6 +11,17 @@ and its load; the ratios and iteration counts are the figures to compare.
     python benchmarks/bench_dip_speed.py --size 64 --phantom memory_cell --iterations 600 \\
         --variants before after --json dip_speed.json
     python benchmarks/bench_dip_speed.py --size 64 --iterations 40 --burst 5 --variants before after  # cost only
+    python benchmarks/bench_dip_speed.py --size 64 --phantom memory_cell --variants after \
+        --stop --iterations 3000 --burst 10 --json stop.json   # default stop, then running on
+
+``--stop`` runs each variant (one after the other, not interleaved) with the
+default stopping rule (``--patience`` on the held-out error, ``--cap``
+iterations) to its own end, records the returned volume's PSNR and every
+held-out evaluation per element, then resumes the same run with patience
+off up to ``--iterations`` ("running on"). From the recorded curve it also
+replays the rule for other patience values (the returned volume is each
+element's EMA iterate with the lowest held-out error, whose per-element PSNR
+the curve holds when ``--burst`` equals the evaluation interval).
 
 Variants (``--variants``): ``before`` is the previous default (full-size
 U-Net throughout, output average with a fixed decay, no weight decay); ``after`` the current
@@ -50,6 +61,10 @@ def main() -> None:
     parser.add_argument("--levels", type=float, nargs="*", default=[],
                         help="PSNR levels (dB) to report the time to reach")
     parser.add_argument("--json", help="write curves and costs to this file")
+    parser.add_argument("--stop", action="store_true",
+                        help="default stopping rule to its own end, then run on with patience off")
+    parser.add_argument("--patience", type=int, default=300, help="patience of the default rule (--stop)")
+    parser.add_argument("--cap", type=int, default=2000, help="iteration cap of the default rule (--stop)")
     args = parser.parse_args()
 
     import torch
@@ -65,6 +80,13 @@ def main() -> None:
     series = acquire(ph, tilt_angles(-40, 40, 5), dose=5.0, seed=2)
     print(f"{args.phantom} {args.size}³ × {len(ph.elements)} elements, {torch.get_num_threads()} threads",
           flush=True)
+    if args.stop:
+        out = {name: stop_run(name, args, ph, series) for name in args.variants}
+        print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB (all variants)")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(out, f, indent=1)
+        return
     runs = {}
     for name in args.variants:
         v = VARIANTS[name]
@@ -107,6 +129,105 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({n: {k: r[k] for k in ("coarse", "cost", "curve")} for n, r in runs.items()}, f, indent=1)
+
+
+def stop_run(name: str, args: argparse.Namespace, ph, series) -> dict:
+    """One variant with the default stopping rule to its own end, then resumed with patience off."""
+    from edxtomo.metrics import compare
+    from edxtomo.recon import dip
+
+    v = VARIANTS[name]
+    made: list = []
+    best_cls = dip.BestIterate
+
+    def recording_best(**kw):  # keep the run's BestIterate to read its held-out history
+        b = best_cls(**kw)
+        made.append(b)
+        return b
+
+    params = {"iterations": args.cap, "snapshot_every": args.burst, "patience": args.patience,
+              "device": "cpu", **v["params"]}
+    default_ramp, dip.EMA_RAMP, dip.BestIterate = dip.EMA_RAMP, v.get("ema_ramp", dip.EMA_RAMP), recording_best
+    curve: list[dict] = []
+    result: dict = {"variant": name, "patience": args.patience, "cap": args.cap}
+
+    def run(gen, label: str) -> tuple[object, float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        last = None
+        for snap in gen:
+            if snap.final:
+                last = snap
+                break
+            m = compare(snap.volumes, ph.volumes)
+            curve.append({"it": snap.iteration, "psnr": round(m["mean"]["psnr"], 4),
+                          "per": {e: round(x["psnr"], 3) for e, x in m.items() if e != "mean"}})
+            if snap.iteration % (10 * args.burst) == 0:
+                print(f"{name} {label} it {snap.iteration:5d}  {curve[-1]['psnr']:.2f} dB  "
+                      f"{time.perf_counter() - t0:.0f} s", flush=True)
+        return last, time.perf_counter() - t0, time.process_time() - c0
+
+    try:
+        final, wall, cpu = run(dip.dipm_tv(series, **params), "default")
+        m = compare(final.volumes, ph.volumes)
+        result["default"] = {
+            "stopped": final.info.get("stopped"), "iterations": final.info["iterations_done"],
+            "best_iterations": final.info.get("best_iterations"), "psnr": m["mean"]["psnr"],
+            "per": {e: x["psnr"] for e, x in m.items() if e != "mean"}, "wall_s": wall, "cpu_s": cpu}
+        print(f"{name} default: {final.info.get('stopped') or 'cap'} at {final.info['iterations_done']}, "
+              f"returned {m['mean']['psnr']:.2f} dB (held-out best {final.info.get('best_iterations')}), "
+              f"{wall:.0f} s wall, {cpu:.0f} s CPU (this run, with per-{args.burst} snapshots and metrics)",
+              flush=True)
+        if args.iterations > final.info["iterations_done"]:
+            on = {**params, "iterations": args.iterations, "patience": 0}
+            last, wall2, _ = run(dip.dipm_tv(series, resume=final.state(), **on), "running on")
+            m2 = compare(last.volumes, ph.volumes)
+            result["running_on"] = {"iterations": last.info["iterations_done"], "psnr": m2["mean"]["psnr"],
+                                    "best_iterations": last.info.get("best_iterations"), "wall_s": wall2}
+    finally:
+        dip.EMA_RAMP, dip.BestIterate = default_ramp, best_cls
+    history = [h for b in made for h in b.history]
+    elements = list(ph.volumes)
+    result["heldout"] = [{"it": it, "errors": list(err)} for it, err in history]
+    result["curve"] = curve
+    top = max(curve, key=lambda c: c["psnr"])
+    print(f"{name}: best EMA iterate {top['psnr']:.2f} dB at {top['it']}, last {curve[-1]['psnr']:.2f} dB at "
+          f"{curve[-1]['it']}" + (f"; running on to {result['running_on']['iterations']} returns "
+                                  f"{result['running_on']['psnr']:.2f} dB" if "running_on" in result else ""))
+    per_at = {c["it"]: c["per"] for c in curve}
+
+    def per_near(i: int) -> dict | None:  # the stop iteration itself has no snapshot: the one before it
+        return per_at.get(i) or per_at.get(i - (i % args.burst or args.burst))
+
+    for pat in sorted({100, 200, args.patience, 500, 1000}):
+        stop, best_its = replay(history, pat, args.cap)
+        if all(per_near(i) for i in best_its):
+            psnr = statistics.mean(per_near(i)[e] for i, e in zip(best_its, elements, strict=True))
+            print(f"  replay patience {pat:5d}, cap {args.cap}: stops at {stop}, returns {psnr:.2f} dB "
+                  f"(held-out best {best_its})")
+            result.setdefault("replay", []).append({"patience": pat, "stop": stop, "psnr": psnr,
+                                                    "best_iterations": best_its})
+    return result
+
+
+def replay(history: list[tuple[int, tuple[float, ...]]], patience: int, cap: int,
+           min_delta: float = 1e-4) -> tuple[int, list[int]]:
+    """Where the held-out rule (stopping.BestIterate) stops on a recorded history, and each element's best."""
+    best: list[float] | None = None
+    best_it: list[int] = []
+    stop = 0
+    for it, errs in history:
+        if it > cap:
+            break
+        stop = it
+        if best is None:
+            best, best_it = list(errs), [it] * len(errs)
+        else:
+            for k, e in enumerate(errs):
+                if e < best[k] * (1 - min_delta):
+                    best[k], best_it[k] = e, it
+        if patience and it - max(best_it) >= patience:
+            break
+    return stop, best_it
 
 
 def stage_costs(r: dict) -> tuple[float | None, float | None]:

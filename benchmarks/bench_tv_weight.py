@@ -9,6 +9,7 @@ fraction of a dB of the best on every object, dose, tilt scheme and size.
     python benchmarks/bench_tv_weight.py                      # 32³ and 64³, both phantoms
     python benchmarks/bench_tv_weight.py --sizes 32 --seed 3  # another noise draw and phantom
     python benchmarks/bench_tv_weight.py --sizes 64 --phantoms memory_cell
+    python benchmarks/bench_tv_weight.py --sizes 64 --doses 2 --tilts -40 40 5 --threads 1  # fewer cases
 
 Each 64³ TV run takes ~30–60 s on a shared 2-core machine (1 thread is
 faster than 2 there: ``--threads 1``).
@@ -44,12 +45,18 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--seed", type=int, default=2, help="phantom and noise seed")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--doses", type=float, nargs="+", default=list(DOSES), help="counts per pixel")
+    parser.add_argument("--tilts", type=int, nargs="+", default=[t for s in TILTS for t in s],
+                        help="tilt schemes as start stop step triples (degrees)")
     args = parser.parse_args()
+    if len(args.tilts) % 3:
+        parser.error("--tilts takes start stop step triples, e.g. --tilts -40 40 5 -60 60 10")
+    tilt_schemes = [tuple(args.tilts[i:i + 3]) for i in range(0, len(args.tilts), 3)]
     if args.threads:
         torch.set_num_threads(args.threads)
     weights = sorted(set(args.weights))
     cases = [(ph, n, dose, tilts) for ph in args.phantoms for n in args.sizes
-             for dose in DOSES for tilts in TILTS]
+             for dose in args.doses for tilts in tilt_schemes]
     print(f"default tv_weight {DEFAULT_TV_WEIGHT}; weights swept {tuple(weights)}; "
           f"{args.iterations} iterations; seed {args.seed}")
     print(f"{'phantom':12s} {'n':>3s} {'dose':>5s} {'tilts':>12s} {'SIRT':>6s} {'best w':>7s} "
@@ -69,6 +76,7 @@ def main() -> None:
         print(f"{ph_name:12s} {n:3d} {dose:5g} {str(tilts):>12s} {sirt:6.2f} {best_w:7g} "
               f"{scores[best_w]:6.2f} {scores[DEFAULT_TV_WEIGHT]:7.2f} {gap:5.2f} "
               f"{time.perf_counter() - t0:5.0f}{edge}", flush=True)
+        print("    " + "  ".join(f"{w:g}: {p:.2f}" for w, p in scores.items()), flush=True)
     print(f"default weight loses {sum(gaps) / len(gaps):.2f} dB on average, "
           f"{max(gaps):.2f} dB at most, against the best swept weight")
 
