@@ -121,3 +121,15 @@ def test_every_input_has_a_tooltip_and_docks_scroll(make_napari_viewer, add_laye
         assert not missing, f"{type(dock).__name__}: no tooltip on {missing}"
         # Content scrolls instead of pushing the dock past a 1000-px screen.
         assert dock.minimumSizeHint().height() < 600
+
+
+def test_docks_open_wide_enough_for_their_inputs(make_napari_viewer, add_layers, small_tilt_layers,
+                                                 qtbot):
+    """At napari's default dock width no input is cut off behind a horizontal scrollbar."""
+    viewer = make_napari_viewer(show=True)
+    add_layers(viewer, small_tilt_layers)
+    for dock in (LoadWidget(viewer), ReconstructWidget(viewer), ExportWidget(viewer)):
+        viewer.window.add_dock_widget(dock, area="right")
+        qtbot.wait(300)  # let the main window lay the dock out
+        hbar = dock.scroll.horizontalScrollBar()
+        assert hbar.maximum() == 0, f"{type(dock).__name__}: {hbar.maximum()} px cut off"

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from napari.utils.notifications import show_error
+from qtpy.QtCore import QSize
 from qtpy.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 #: Docks are laid out for screens this high (with napari's own chrome).
@@ -80,6 +81,18 @@ class DockBase(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setObjectName("edxtomo_status")
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        """As wide as the content needs, so no input is cut off behind a horizontal scrollbar.
+
+        A scroll area's own hint ignores its content's width; the dock would
+        then open narrower than its widest row (a file button, a table).
+        """
+        hint = super().minimumSizeHint()
+        content = self.scroll.widget().minimumSizeHint().width()
+        # The vertical bar and the frame (a style sheet may draw one) take from the viewport.
+        chrome = self.scroll.verticalScrollBar().sizeHint().width() + 2 * self.scroll.frameWidth()
+        return QSize(max(hint.width(), content + chrome), hint.height())
 
     def set_status(self, text: str) -> None:
         """Say what the last action did (every action ends by calling this)."""
