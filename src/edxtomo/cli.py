@@ -155,7 +155,9 @@ def _merge_config(args: argparse.Namespace) -> tuple[list[str], str, dict, dict,
     params.update(method_params_from_args(args))
     if args.time_limit is not None or cfg.get("time_limit_s") is not None:
         params["time_limit"] = args.time_limit if args.time_limit is not None else cfg["time_limit_s"]
-    ropts = dict(cfg.get("read_options", {}))
+    from .io.options import sidecar_read_options
+
+    ropts = sidecar_read_options(cfg.get("read_options"))  # older sidecars replayed as they ran
     for name in READ_OPTIONS:
         value = getattr(args, name)
         if value is not None:

@@ -125,21 +125,21 @@ def check_sidecar(cfg: Any, source: str | Path) -> list[str]:
 
 def add_read_options(p: argparse.ArgumentParser) -> None:
     """The options of :class:`~edxtomo.io.ReadOptions` (``extract``, ``reconstruct``, ``align``...)."""
-    from .alignment.command import ALIGN_NORMALISE, add_alignment_options
+    from .alignment.command import NORMALISE_HELP, add_alignment_options
+    from .io.options import NORMALISE
 
     p.add_argument("--lines", nargs="+", metavar="LINE", help="X-ray lines (Ge_Ka Te_La ...) or elements")
     p.add_argument("--bin", type=int, default=None, metavar="B", help="count-preserving binning (1, 2, 4, 8)")
-    p.add_argument("--align", action="store_true", default=None, help="align the tilt series first")
+    p.add_argument("--align", action="store_true", default=None,
+                   help="translation-only alignment of the tilt series first (--tilt-axis or --refine "
+                        "run the full alignment instead)")
     p.add_argument("--angles", metavar="FILE", help="tilt angles in degrees, one per line")
     p.add_argument("--angle-start", type=float, metavar="DEG",
                    help="first tilt angle, with --angle-step, when files carry no angles")
     p.add_argument("--angle-step", type=float, metavar="DEG", help="tilt step in degrees")
     p.add_argument("--background", action="store_true", default=None,
                    help="subtract exspy's background windows from each line")
-    p.add_argument("--normalise", choices=("total", "live_time", *ALIGN_NORMALISE), default=None,
-                   help="per-tilt normalisation of the maps (detector shadowing): total spectrum counts, "
-                        "live time, element-map counts or gains fitted to the other tilts (the last two "
-                        "with the alignment)")
+    p.add_argument("--normalise", choices=NORMALISE, default=None, help=NORMALISE_HELP)
     add_alignment_options(p)
     p.add_argument("--axes", help="axis order of .mat/.tif stacks, e.g. YXC (default inferred)")
     p.add_argument("--skip-bad", action="store_true", default=None,

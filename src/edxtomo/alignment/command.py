@@ -13,8 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-#: ``--normalise`` values this package handles; the others go to the spectrum reader.
+#: ``--normalise`` values this package handles; ``total``/``live_time`` go to the spectrum reader.
 ALIGN_NORMALISE = ("counts", "gains")
+#: What ``--normalise`` does, and its default (the ``--help`` of ``align``, ``extract``, ``reconstruct``).
+NORMALISE_HELP = (
+    "per-tilt intensity normalisation (holder shadowing, path length through the sample). "
+    "Default: 'counts' whenever the full alignment runs (edxtomo align, or --tilt-axis / --refine "
+    "given; it lowered the left-out error on the real series, docs/real-data.md), none otherwise "
+    "(no alignment, or the translation-only --align). 'none': no normalisation, also with the "
+    "alignment; 'total' / 'live_time': by each spectrum image's total spectrum counts / live time "
+    "(the reader; the alignment then adds no gains); 'counts': by the element-map counts of each "
+    "tilt; 'gains': gains fitted to the other tilts (these two imply the full alignment)")
 
 
 def add_alignment_options(p: argparse.ArgumentParser) -> None:
@@ -39,12 +48,18 @@ def add_align_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def settings_from(tilt_axis: str | float | None, refine: int | None, normalise: str | None):
-    """:class:`AlignmentSettings` from command-line / read-option values (defaults where ``None``)."""
+    """:class:`AlignmentSettings` from command-line / read-option values (defaults where ``None``).
+
+    ``normalise`` ``None`` is the alignment's default (``"counts"``);
+    ``"none"``, ``"total"`` and ``"live_time"`` give no alignment gains (the
+    last two are the spectrum reader's, applied before the alignment).
+    """
     from .pipeline import AlignmentSettings
 
+    gains = AlignmentSettings.normalise if normalise is None else \
+        normalise if normalise in ALIGN_NORMALISE else "none"
     return AlignmentSettings(tilt_axis=0.0 if tilt_axis is None else tilt_axis,
-                             refine=5 if refine is None else int(refine),
-                             normalise=normalise if normalise in ALIGN_NORMALISE else "none")
+                             refine=5 if refine is None else int(refine), normalise=gains)
 
 
 def format_scores(report: dict) -> str:
@@ -66,7 +81,7 @@ def cmd_align(args: argparse.Namespace) -> int:
     opts = {k: getattr(args, k, None) for k in ("lines", "bin", "angles", "angle_start", "angle_step",
                                                 "background", "normalise", "axes")}
     opts["align"] = False
-    if opts["normalise"] in ALIGN_NORMALISE:
+    if opts["normalise"] not in ("total", "live_time"):  # the rest is the alignment's, below
         opts["normalise"] = None
     series = _read(args.inputs, opts)
     settings = settings_from(args.tilt_axis, args.refine, args.normalise)

@@ -73,7 +73,7 @@ def read_series(
     options: ReadOptions | None = None,
     tilt_axis: str | float | None = None,
     refine: int | None = None,
-    tilt_gains: Literal["counts", "gains"] | None = None,
+    tilt_gains: Literal["none", "counts", "gains"] | None = None,
 ) -> TiltSeries:
     """Read element maps or spectrum images into a tilt series.
 
@@ -115,7 +115,8 @@ def read_series(
         Full alignment (:func:`edxtomo.alignment.align_tilt_series`) instead
         of the translational one when any is given: in-plane tilt-axis angle
         (``"auto"`` or degrees), projection-matching rounds, per-tilt gains
-        (``"counts"`` or ``"gains"``).
+        (``"none"``, ``"counts"`` or ``"gains"``; not given: ``"counts"``,
+        or none when ``normalise`` already normalised each tilt).
 
     Raises
     ------
@@ -172,8 +173,8 @@ def read_series(
         from ..alignment.command import settings_from
         from ..alignment.pipeline import align_tilt_series
 
-        series = align_tilt_series(series, settings_from(tilt_axis, refine, tilt_gains),
-                                   reference=reference)
+        gains = tilt_gains if tilt_gains is not None else ("none" if normalise else None)
+        series = align_tilt_series(series, settings_from(tilt_axis, refine, gains), reference=reference)
     elif align:
         from ..align import align_series
 
