@@ -86,7 +86,7 @@ def test_alignment_options_are_read_options_with_tooltips(make_napari_viewer, qt
     load = LoadWidget(viewer)
     viewer.window.add_dock_widget(load)
     opts = load.read_options()
-    assert (opts["align"], opts["tilt_axis"], opts["refine"], opts["normalise"]) == (False, None, None, None)
+    assert (opts["align"], opts["tilt_axis"], opts["refine"], opts["normalise"]) == (False, None, None, "none")
 
     al = load.alignment
     al.set_mode("matching", rounds=3)
@@ -102,7 +102,7 @@ def test_alignment_options_are_read_options_with_tooltips(make_napari_viewer, qt
 
     # Gains from the element maps need an alignment: leaving alignment off drops that choice.
     al.set_mode("none")
-    assert al.normalise.currentData() == "" and not al.rounds.isEnabled() and not al.tilt_axis.isEnabled()
+    assert al.normalise.currentData() == "none" and not al.rounds.isEnabled() and not al.tilt_axis.isEnabled()
     assert not al.normalise.model().item(al.normalise.findData("counts")).isEnabled()
 
     # A tilt axis that is neither 'auto' nor an angle is refused in the status, nothing read.

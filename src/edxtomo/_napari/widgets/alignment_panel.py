@@ -40,12 +40,27 @@ from ..layers import TiltRow, alignment_record, alignment_summary, tilt_rows
 MODES = (("none", "none"),
          ("translation", "translation + tilt axis"),
          ("matching", "translation + projection matching"))
-#: Per-tilt normalisation: (read-option value, label); "" is none.
-NORMALISE = (("", "none"), ("total", "total spectrum counts"), ("live_time", "live time"),
-             ("counts", "element-map counts (with alignment)"),
-             ("gains", "gains fitted to the other tilts (with alignment)"))
+#: Per-tilt normalisation: (read-option value, label, what it does).
+NORMALISE = (
+    ("none", "none",
+     "No per-tilt intensity correction: the counts as read (the default without an alignment)."),
+    ("total", "total spectrum counts",
+     "Divide each tilt by the total counts of its spectrum image (spectrum images only)."),
+    ("live_time", "live time",
+     "Divide each tilt by the live time of its spectrum image (spectrum images only)."),
+    ("counts", "element-map counts (default with alignment)",
+     "Divide each tilt by the summed counts of its element maps (geometric mean 1), estimated "
+     "by the alignment: the default with an alignment mode, as it lowered the left-out error "
+     "on the real series (docs/real-data.md)."),
+    ("gains", "gains fitted to the other tilts (with alignment)",
+     "Divide each tilt by a gain fitted against its prediction from the other tilts, "
+     "estimated by the alignment."),
+)
 #: Normalisations computed by the alignment, unavailable without it.
 ALIGNMENT_GAINS = ("counts", "gains")
+#: The per-tilt normalisation the dock starts with, with and without an alignment mode
+#: (as on the command line, :data:`edxtomo.io.options.ALIGNMENT_DEFAULT_NORMALISE`).
+DEFAULT_NORMALISE = {True: "counts", False: "none"}
 #: Background of flagged tilts in the tables (translucent: readable on light and dark themes).
 FLAGGED_COLOUR = QColor(255, 120, 0, 110)
 
@@ -61,10 +76,13 @@ TIPS = {
                  "data (check it against the left-out error, docs/real-data.md); or type an angle.",
     "use_estimate": "Put the estimated angle in the field: extracting again gives the same axis "
                     "without searching for it, and the run records the fixed value.",
-    "normalise": "Per-tilt intensity correction (detector shadowing, lamella thickness): by the "
-                 "total spectrum counts or live time of each spectrum image, or by gains the "
-                 "alignment estimates from the element maps (their counts, or fitted to the "
-                 "other tilts).",
+    "normalise": "Per-tilt intensity correction (detector shadowing, lamella thickness). "
+                 "none: the counts as read. total spectrum counts / live time: divide each tilt "
+                 "by its spectrum image's total counts / live time. element-map counts: divide "
+                 "by each tilt's summed element-map counts; gains: by a gain fitted to the other "
+                 "tilts (these two are estimated by the alignment). Default: element-map counts "
+                 "with an alignment mode (measured better on the real series), none without, as "
+                 "on the command line (--normalise).",
     "table": "One row per tilt after extraction. score: the fraction of the tilt's signal that a "
              "reconstruction from the other tilts leaves unexplained (0 = perfect, noise floor "
              "removed); flagged: far worse than the other tilts (beam damage, a charging jump); "
@@ -135,17 +153,24 @@ class AlignmentOptions(QGroupBox):
         form.addRow("tilt axis (deg)", row)
 
         self.normalise = QComboBox()
-        for value, label in NORMALISE:
+        for k, (value, label, tip) in enumerate(NORMALISE):
             self.normalise.addItem(label, value)
-        self.normalise.setCurrentIndex(max(self.normalise.findData(saved.get("normalise") or ""), 0))
+            self.normalise.setItemData(k, tip, Qt.ItemDataRole.ToolTipRole)
+        # A saved choice is kept; none saved (or "" from older settings, which had no explicit
+        # "none") follows the alignment mode: counts with an alignment, none without.
+        chosen = saved.get("normalise") or ""
+        self._normalise_chosen = self.normalise.findData(chosen) >= 0
+        self._setting_default = False
+        if self._normalise_chosen:
+            self.normalise.setCurrentIndex(self.normalise.findData(chosen))
         form.addRow("per-tilt intensity", self.normalise)
 
         for widget, key in ((self.mode, "mode"), (self.rounds, "rounds"), (self.tilt_axis, "tilt_axis"),
                             (self.use_estimate, "use_estimate"), (self.normalise, "normalise")):
             widget.setToolTip(TIPS[key])
         self.mode.currentIndexChanged.connect(self._on_mode)
-        for signal in (self.rounds.valueChanged, self.tilt_axis.editingFinished,
-                       self.normalise.currentIndexChanged):
+        self.normalise.currentIndexChanged.connect(self._on_normalise)
+        for signal in (self.rounds.valueChanged, self.tilt_axis.editingFinished):
             signal.connect(lambda *_: self.changed.emit())
         self._on_mode()
 
@@ -162,6 +187,27 @@ class AlignmentOptions(QGroupBox):
         if rounds is not None:
             self.rounds.setValue(int(rounds))
 
+    def set_normalise(self, value: str) -> None:
+        """Choose a per-tilt normalisation (``"none"``, ``"total"``...), as a user would."""
+        index = self.normalise.findData(value)
+        if index < 0:
+            raise ValueError(f"normalise {value!r}: one of {', '.join(v for v, _, _ in NORMALISE)}")
+        self.normalise.setCurrentIndex(index)
+        self._normalise_chosen = True  # also when it was already showing as the default
+
+    def _show_normalise(self, value: str) -> None:
+        """Show ``value`` without counting it as the user's choice."""
+        self._setting_default = True
+        try:
+            self.normalise.setCurrentIndex(self.normalise.findData(value))
+        finally:
+            self._setting_default = False
+
+    def _on_normalise(self, *_: Any) -> None:
+        if not self._setting_default:
+            self._normalise_chosen = True
+        self.changed.emit()
+
     def _on_mode(self, *_: Any) -> None:
         aligned = self.mode_key != "none"
         self.rounds.setEnabled(self.mode_key == "matching")
@@ -173,7 +219,10 @@ class AlignmentOptions(QGroupBox):
             item = model.item(self.normalise.findData(value))
             item.setEnabled(aligned)
         if not aligned and self.normalise.currentData() in ALIGNMENT_GAINS:
-            self.normalise.setCurrentIndex(0)
+            # Not available without an alignment; back to following the mode's default.
+            self._normalise_chosen = False
+        if not self._normalise_chosen:
+            self._show_normalise(DEFAULT_NORMALISE[aligned])
         self.changed.emit()
 
     def read_options(self) -> dict[str, Any]:
@@ -181,7 +230,7 @@ class AlignmentOptions(QGroupBox):
 
         Raises ``ValueError`` for a tilt axis that is neither ``auto`` nor an angle.
         """
-        normalise = self.normalise.currentData() or None
+        normalise = str(self.normalise.currentData())
         if self.mode_key == "none":
             if normalise in ALIGNMENT_GAINS:
                 raise ValueError(f"per-tilt intensity {normalise!r} is estimated by the alignment: "
@@ -195,7 +244,8 @@ class AlignmentOptions(QGroupBox):
         """What the dock remembers between sessions."""
         return {"align_mode": self.mode_key, "refine": self.rounds.value(),
                 "tilt_axis": self.tilt_axis.text().strip() or "auto",
-                "normalise": self.normalise.currentData() or ""}
+                # "": no choice made, the next session follows the mode's default again.
+                "normalise": str(self.normalise.currentData()) if self._normalise_chosen else ""}
 
     def show_result(self, provenance: Any) -> None:
         """Show the tilt axis an extraction used (estimated or given)."""
