@@ -18,7 +18,10 @@ Usage (bounded: nz 32, TV 150 iterations, DIPm-TV widths 8 16 32 and 6 minutes p
 DIPm-TV/TV variants for finding out why a method loses: ``--param dipm-tv:loss=poisson``
 (any registry parameter, repeated; value parsed as JSON, else a string),
 ``--background`` (subtract the reader's background windows), ``--nz``;
-``--tag`` labels the rows of such a run.
+``--dip-heldout-deg 20`` (hold out the training tilt nearest 20° instead of
+``split_tilts``' every-k-th pattern, to see whether *which* tilt is held out
+matters); ``--tag`` labels the rows of such a run. ``--dip-time 0`` runs
+DIPm-TV to its iteration count (or early stop) whatever the machine's load.
 
 Alignment settings: ``translation`` (neighbour correlation + centre of mass),
 ``refine`` (+ projection matching, axis kept at 0°), ``refine+counts`` and
@@ -32,7 +35,9 @@ import argparse
 import json
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -126,13 +131,32 @@ def parse_params(items: list[str]) -> dict[str, dict[str, object]]:
     return out
 
 
+def held_out_at(train: TiltSeries, degrees: list[float] | None) -> mock._patch | nullcontext:
+    """Hold out the training tilts nearest ``degrees`` in DIPm-TV instead of its every-k-th split.
+
+    A probe, not a product setting: ``recon.dip`` picks its held-out tilts by index only
+    (``split_tilts``), so which tilt it holds out is replaced here for one run.
+    """
+    if not degrees:
+        return nullcontext()
+    held = np.unique([int(np.argmin(np.abs(train.angles - d))) for d in degrees])
+
+    def split(n_angles: int, every: int) -> tuple[np.ndarray, np.ndarray]:
+        if n_angles != train.n_angles:
+            raise RuntimeError(f"held-out probe built for {train.n_angles} tilts, asked for {n_angles}")
+        return np.setdiff1d(np.arange(n_angles), held), held
+
+    return mock.patch("edxtomo.recon.dip.split_tilts", split)
+
+
 def run_method(train: TiltSeries, method: str, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], dict]:
     params = {"sirt": {"iterations": 100, "nz": args.nz}, "tv": {"iterations": args.tv_iterations, "nz": args.nz},
               "dipm-tv": {"iterations": args.dip_iterations, "seed": 0, "nz": args.nz,
                           "widths": tuple(args.dip_widths), "skip_widths": tuple(max(1, w // 4) for w in args.dip_widths),
                           "time_limit": args.dip_time}}[method]
     params.update(args.params.get(method, {}))
-    snap = run_to_end(reconstruct(train, method, device="cpu", **params))
+    with held_out_at(train, args.dip_heldout_deg) if method == "dipm-tv" else nullcontext():
+        snap = run_to_end(reconstruct(train, method, device="cpu", **params))
     keep = ("loss", "heldout_angles", "best_iteration", "tv_weight")
     info = {k: v for k, v in (snap.info or {}).items() if k in keep}
     info.update(iterations_run=snap.iteration, stopped=str(snap.stopped or ""),
@@ -149,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dip-settings", nargs="+", default=["translation", "refine"],
                     help="alignment settings on which DIPm-TV runs (it is the slow one)")
     ap.add_argument("--dip-iterations", type=int, default=1500)
-    ap.add_argument("--dip-time", default="6m", help="time limit of each DIPm-TV run (ends it as if converged)")
+    ap.add_argument("--dip-time", default="6m",
+                    help="time limit of each DIPm-TV run (ends it as if converged); 0: none, so that the "
+                         "machine's load cannot change the result")
+    ap.add_argument("--dip-heldout-deg", type=float, nargs="+", default=None, metavar="DEG",
+                    help="probe: DIPm-TV holds out the training tilts nearest these angles instead of its "
+                         "every-k-th split")
     ap.add_argument("--dip-widths", type=int, nargs="+", default=[8, 16, 32])
     ap.add_argument("--tv-iterations", type=int, default=150)
     ap.add_argument("--nz", type=int, default=32, help="volume depth (voxels)")
