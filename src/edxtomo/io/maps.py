@@ -15,7 +15,7 @@ from .angles import find_angle_file, read_angles, write_angles
 from .atomic import write_atomic, write_json
 from .damage import check_tiff
 from .outdir import replace_folder
-from .vocabulary import TIFF_SUFFIXES, element_of, folder_contents
+from .vocabulary import MAP_FOLDER_RECORDS, TIFF_SUFFIXES, element_of, folder_contents
 
 __all__ = ["TIFF_SUFFIXES", "is_map_folder", "read_map_folder", "write_map_folder"]
 
@@ -128,7 +128,7 @@ def read_map_folder(folder: str | Path, angles_file: str | Path | None = None,
         raise InputError(f"{folder}: no angles.txt (or .rawtlt/.tlt) beside the maps; pass --angles FILE")
     angles = read_angles(afile)
     ignored = [p.name for kind in ("maps", "spectra", "mat", "other") for p in contents[kind]
-               if p not in used and p.name != "series.json"]
+               if p not in used and p.name not in MAP_FOLDER_RECORDS]
     if ignored:
         why = "not listed in series.json" if listed is not None else "not element maps"
         warnings.warn(f"{folder}: read {', '.join(p.name for p in used)}; ignored {', '.join(ignored)} "

@@ -25,6 +25,9 @@ MAT_SUFFIXES = (".mat",)
 #: Angle files looked for beside the data, in this order, then any ``*.rawtlt``/``*.tlt``.
 ANGLE_FILE_NAMES = ("angles.txt", "angles.rawtlt", "angles.tlt")
 ANGLE_SUFFIXES = (".rawtlt", ".tlt")
+#: Records edxtomo writes beside element maps (``extract``, ``align``): read or kept, never
+#: reported as files a reader skipped.
+MAP_FOLDER_RECORDS = ("series.json", "alignment.json")
 #: ``Ge``, ``Ge_Ka``, ``Ge_La1``: the stem of an element-map file.
 ELEMENT_FILE = re.compile(r"^(?P<el>[A-Z][a-z]?)(?:_(?P<line>[A-Za-z0-9]+))?$")
 #: Binning factors offered in the GUI; any integer >= 1 is accepted.
