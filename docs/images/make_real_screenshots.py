@@ -16,8 +16,10 @@ Needs the real .bcf tilt series in ``../shared/data/openncem_idp_tilt10``
     ``--dip-iterations`` at lean widths and returns its best held-out iterate.
 ``figures``
     ``real-orthoslices.png`` (matplotlib: xy, xz, yz through the centre per
-    element, methods as rows) and ``real-3d.png`` (napari's 3D view of the
-    three element layers, attenuated MIP, one panel per method).
+    element, methods as rows), ``real-zprofiles.png`` (each element summed
+    over y and x against depth; the spread in depth is printed) and
+    ``real-3d.png`` (napari's 3D view of the three element layers,
+    attenuated MIP, obliquely and along the tilt axis, methods as rows).
 ``gui``
     The napari steps, driven through the docks' own widgets: the Load dock
     with the files and the angle table, the extracted line maps, the
@@ -81,7 +83,7 @@ def read_aligned(folder: Path):
     from edxtomo.io import read_map_folder
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "ignored alignment.json": it is read on its own below
+        warnings.simplefilter("ignore")  # "ignored alignment.json": the maps are aligned already
         return read_map_folder(folder)
 
 
@@ -315,6 +317,7 @@ def render_3d(cache: Path, settings_dir: str, path: Path) -> None:
         axes[r, 0].set_ylabel(f"{label}\n({it} iterations)", fontsize=10)
     save_figure(fig, path, dpi=100)
 
+
 # ------------------------------------------------------------------ images
 def save_png(image: np.ndarray, path: Path, width: int | None = None) -> Path:
     """Write ``image`` (RGB(A) uint8) as an optimised PNG under :data:`MAX_PNG_BYTES`.
@@ -463,9 +466,6 @@ def gui_steps(settings_dir: str) -> None:
     rec_dock.hide()
     viewer.canvas.grid.enabled = True
     viewer.canvas.grid.shape = (1, 3)
-    for layer in viewer.layers:
-        if layer.visible:
-            layer.blending = "translucent_no_depth"
     show_oblique(viewer, zoom=1.5)  # reset_view fits the whole grid, not each panel
     shot(viewer, "real-3d-elements.png")
     viewer.close()
