@@ -290,3 +290,57 @@ def test_auto_loss_stays_poisson_for_aligned_counts(tmp_path, tiny):
     # Through a map folder too (extract --align, then reconstruct).
     write_map_folder(aligned, tmp_path / "maps")
     assert read_map_folder(tmp_path / "maps").counts
+
+
+REFIT = {"iterations": 60, "snapshot_every": 10, "heldout": 3, "eval_every": 5, "patience": None,
+         "tv_weight": 0.0, "lr": 1e-2, "ema": 0.5, "coarse_iterations": 0, **SMALL}
+
+
+def test_refit_gives_each_element_an_all_tilt_fit_to_its_chosen_iteration(tiny):
+    _, series = tiny
+    held_out = run_to_end(dipm_tv(series, **REFIT))
+    snaps = list(dipm_tv(series, refit=True, **REFIT))
+    final = snaps[-1]
+    chosen = held_out.info["best_iterations"]
+    assert final.info["refit"] == {"iterations": chosen, "after": 60}
+    assert final.info["best_iterations"] == chosen and final.info["heldout_angles"]
+    # The refit's snapshots continue the count after the held-out run's 60 iterations.
+    steps = [s.iteration for s in snaps]
+    assert steps == sorted(steps) and final.iteration == 60 + max(chosen.values())
+    assert final.total == final.iteration
+    # Each element is exactly what a run on all tilts, stopped at its chosen iteration, gives.
+    for element, n in chosen.items():
+        plain = run_to_end(dipm_tv(series, **{**REFIT, "heldout": 0, "iterations": n}))
+        np.testing.assert_allclose(final.volumes[element], plain.volumes[element], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(final.volumes["In"], held_out.volumes["In"])
+
+
+def test_refit_cut_short_keeps_the_held_out_result_and_resumes_the_refit(tiny):
+    from edxtomo.recon.control import RunControl
+    from edxtomo.recon.status import StopReason
+
+    _, series = tiny
+    held_out = run_to_end(dipm_tv(series, **REFIT))
+    full = run_to_end(dipm_tv(series, refit=True, **REFIT))
+    control = RunControl()
+    for snap in dipm_tv(series, refit=True, control=control, **REFIT):
+        if snap.iteration == 70:  # the refit's first snapshot
+            control.request_stop()
+    assert snap.final and snap.stopped == StopReason.USER
+    assert snap.info["refit"].startswith("stopped at 11 of")
+    for element, vol in held_out.volumes.items():
+        np.testing.assert_allclose(snap.volumes[element], vol, rtol=1e-6)
+    resumed = run_to_end(dipm_tv(series, refit=True, resume=snap.state(), **REFIT))
+    assert resumed.info["refit"]["iterations"] == full.info["refit"]["iterations"]
+    for element, vol in full.volumes.items():
+        np.testing.assert_allclose(resumed.volumes[element], vol, rtol=1e-5, atol=1e-6)
+
+
+def test_no_refit_after_a_held_out_run_the_time_limit_ended(tiny):
+    from edxtomo.recon.control import RunControl
+
+    _, series = tiny
+    control = RunControl(time_limit=1e-3)  # spent by the first iteration
+    final = run_to_end(dipm_tv(series, refit=True, control=control, **{**REFIT, "iterations": 20}))
+    assert final.stopped.startswith("time limit") and final.info["refit"].startswith("not run")
+    assert final.iteration < 20

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -137,6 +137,10 @@ def dipm_tv(
     coarse_iterations: Annotated[int, Range(0, 10_000_000), Doc(
         "iterations fitted at half resolution first (a half-size U-Net, then a full-resolution "
         "refinement level); 0: a full-size U-Net throughout", advanced=True)] = 200,
+    refit: Annotated[bool, Doc(
+        "after held-out stopping, fit again on all tilts (held-out ones included) from the same "
+        "start to each element's chosen iteration and return that; up to twice the time",
+        advanced=True)] = False,
     control: RunControl | None = None,
     resume: dict[str, Any] | None = None,
 ) -> Iterator[Snapshot]:
@@ -166,10 +170,27 @@ def dipm_tv(
         ``state`` returns the training state for ``resume``. A non-finite
         loss ends the run with ``stopped`` starting ``"non-finite loss"`` and
         the last finite volumes.
+
+    With ``refit`` the held-out run chooses each element's iteration, then
+    a second fit on all tilts from the same seeded start runs to the latest
+    of them and returns each element at its own (``info["refit"]``); its
+    snapshots continue the iteration count. A second fit that a time limit
+    would cut short is not started, and one ended by a stop request or a
+    time limit gives way to the held-out result (the final snapshot says so).
     """
     given = locals()
     settings = DipSettings(**{f.name: given[f.name] for f in fields(DipSettings)})
-    yield from _iterate(series, settings, control, resume)
+    if resume is not None and resume.get("refit_at") is not None:
+        yield from _refit(series, settings, control, resume=resume)
+        return
+    first = None
+    for snap in _iterate(series, settings, control, resume):
+        if snap.final and settings.refit and snap.info.get("heldout_angles"):
+            first = snap
+            break
+        yield snap
+    if first is not None:
+        yield from _refit(series, settings, control, held_out_result=first)
 
 
 @dataclass(frozen=True)
@@ -201,6 +222,7 @@ class DipSettings:
     lr_decay: float = 1.0
     per_element: bool = False
     coarse_iterations: int = 200
+    refit: bool = False
 
     def __post_init__(self) -> None:
         # The declarations in dipm_tv's signature are the one source of types and ranges.
@@ -356,7 +378,10 @@ def _finite(t: torch.Tensor) -> bool:
 
 
 def _iterate(series: TiltSeries, s: DipSettings, control: RunControl | None,
-             resume: dict[str, Any] | None) -> Iterator[Snapshot]:
+             resume: dict[str, Any] | None, refit_at: np.ndarray | None = None,
+             offset: int = 0) -> Iterator[Snapshot]:
+    """The optimisation loop. With ``refit_at`` (the refit on all tilts, ``s.heldout`` 0) each
+    element's volume is taken at its own iteration, and iterations are counted from ``offset``."""
     loss_kind = s.resolved_loss(series)
     prob = Problem.build(series, nz=s.nz, device=s.device)
     dev, n_elem, iterations = prob.device, len(prob.elements), s.iterations
@@ -387,7 +412,10 @@ def _iterate(series: TiltSeries, s: DipSettings, control: RunControl | None,
         set_fine(net)
 
     def state(it: int) -> dict[str, Any]:
-        return _state(it, s, net, opt, scaler, schedule, noise, best, ema_acc)
+        out = _state(it, s, net, opt, scaler, schedule, noise, best, ema_acc)
+        if refit_at is not None:
+            out.update(refit_at=[int(i) for i in refit_at], refit_offset=offset)
+        return out
 
     kept = [_ema_kept(s.ema, first - 1)]  # product of the decays so far: the start's weight
 
@@ -429,7 +457,11 @@ def _iterate(series: TiltSeries, s: DipSettings, control: RunControl | None,
                 ema_acc.mul_(decay).add_(vol.detach(), alpha=1 - decay)
                 kept[0] *= decay
                 current = current_volume()
-                stop = step(control, it, iterations)
+                stop = step(control, offset + it, offset + iterations)
+                if refit_at is not None:
+                    take = np.flatnonzero(refit_at == it)
+                    if take.size:
+                        best.update(it, np.where(refit_at == it, 0.0, np.inf), current)
                 if held.size and (it % s.eval_every == 0 or it == iterations or stop):
                     best.update(it, objective.heldout_errors(current), current)
                     if best.should_stop(it):
@@ -439,24 +471,83 @@ def _iterate(series: TiltSeries, s: DipSettings, control: RunControl | None,
                 if why or it == iterations:
                     break
                 if should_snapshot(it, iterations, s.snapshot_every):
-                    snap = prob.snapshot(current, it, iterations, objective.report(current), s.method,
+                    snap = prob.snapshot(current, offset + it, offset + iterations,
+                                         objective.report(current), s.method,
                                          best_iteration=best.best_iteration or it, **info)
                     snap.state = lambda it=it: state(it)
             # Yield outside no_grad: a suspended generator would leave grad mode off for the caller.
             if snap is not None:
                 yield snap
         yield _final(prob, objective, best, current, it, iterations, why, patience, s.method, info,
-                     lambda: state(it))
+                     lambda: state(it), offset)
     finally:
         # The closures above hold the network until the generator is gone; free the cache now.
         if dev.type == "cuda":
             torch.cuda.empty_cache()
 
 
+def _refit(series: TiltSeries, s: DipSettings, control: RunControl | None, *,
+           held_out_result: Snapshot | None = None,
+           resume: dict[str, Any] | None = None) -> Iterator[Snapshot]:
+    """Fit all tilts again from the same start, each element to the iteration the held-out run chose.
+
+    The held-out tilts chose *when* to stop; this fit gives the result their data. It is the
+    same seeded network, input and schedule, so a chosen iteration count transfers.
+    """
+    if resume is not None:
+        refit_at = np.asarray(resume["refit_at"], dtype=np.int64)
+        offset = int(resume.get("refit_offset", 0))
+    else:
+        first = held_out_result
+        assert first is not None
+        if first.stopped == StopReason.USER or first.stopped.startswith(
+                (StopReason.TIME_LIMIT, StopReason.NON_FINITE)):
+            first.info["refit"] = "not run: the held-out run did not end by itself"
+            yield first
+            return
+        chosen = first.info["best_iterations"]
+        refit_at = np.array([max(1, int(chosen[e])) for e in series.elements], dtype=np.int64)
+        offset = int(first.info["iterations_done"])
+        left = control.seconds_to_limit() if control is not None else None
+        if left is not None and left < control.elapsed() / max(1, offset) * refit_at.max():
+            first.info["refit"] = (f"not run: {left:.0f} s left of the time limit, the refit needs "
+                                   f"about {control.elapsed() / max(1, offset) * refit_at.max():.0f} s")
+            yield first
+            return
+    settings = replace(s, heldout=0, patience=0, iterations=int(refit_at.max()), refit=False)
+    if held_out_result is not None:
+        held_out_result.state = None  # its closure holds the first network: free it for the refit
+    last = None
+    for snap in _iterate(series, settings, control, resume, refit_at=refit_at, offset=offset):
+        if snap.final:
+            last = snap
+            break
+        yield snap
+    assert last is not None
+    done = not last.stopped and last.info["iterations_done"] == settings.iterations
+    if not done and held_out_result is not None:
+        # A refit cut short is a worse volume than the held-out one it would have replaced.
+        held_out_result.stopped = last.stopped
+        held_out_result.state = last.state  # resuming continues the refit
+        held_out_result.info["refit"] = (f"stopped at {last.info['iterations_done']} of "
+                                         f"{settings.iterations} iterations: held-out result kept")
+        yield held_out_result
+        return
+    chosen = dict(zip(series.elements, (int(i) for i in refit_at), strict=True))
+    last.info.update(best_iterations=chosen, best_iteration=int(refit_at.max()),
+                     heldout_angles=[] if held_out_result is None
+                     else held_out_result.info["heldout_angles"],
+                     refit={"iterations": chosen, "after": offset} if done else
+                     f"stopped at {last.info['iterations_done']} of {settings.iterations} iterations")
+    if held_out_result is not None:
+        last.stopped = held_out_result.stopped  # why the held-out run ended: still the reason
+    yield last
+
+
 @torch.no_grad()
 def _final(prob: Problem, objective: DipObjective, best: BestIterate, current: torch.Tensor, it: int,
            iterations: int, why: str, patience: int | None, method: str, info: dict,
-           state: Any) -> Snapshot:
+           state: Any, offset: int = 0) -> Snapshot:
     """The last snapshot: each element's held-out best, unless the user stopped to keep what they saw."""
     keep_current = why == StopReason.USER or best.best_volume is None
     final = current if keep_current else best.best_volume
@@ -467,8 +558,8 @@ def _final(prob: Problem, objective: DipObjective, best: BestIterate, current: t
                if why == StopReason.EARLY_STOPPING else str(why))
     per_element = (dict(zip(prob.elements, (int(i) for i in best.best_iterations), strict=True))
                    if best.best_iterations is not None else {e: it for e in prob.elements})
-    snap = prob.snapshot(final, it, iterations, objective.report(final), method, final=True,
-                         stopped=stopped, best_iteration=best.best_iteration or it,
+    snap = prob.snapshot(final, offset + it, offset + iterations, objective.report(final), method,
+                         final=True, stopped=stopped, best_iteration=best.best_iteration or it,
                          best_iterations=per_element, iterations_done=it, **info)
     snap.state = state
     return snap
