@@ -85,8 +85,9 @@ def test_shifts_gains_and_bad_tilt_with_the_axis_given():
 def test_axis_estimated_and_recorded(aligned_auto, tmp_path):
     series, shifts, gains, out = aligned_auto
     rep = out.provenance["alignment"]
-    # Parallax estimate, measured on this series with 6 noise seeds: 0.03-0.48 deg off
-    # (0.03 for this seed); axis -4 deg, 3 seeds: 0.25-1.4 deg off. The issue asks 0.3 deg.
+    # Parallax estimate on square-root counts (this series' geometry, axes +3, -4, +2, +5 deg,
+    # 6 noise seeds each): 0.01-1.16 deg off, rms 0.43, 14 of 24 within 0.3 deg; 0.06 deg for
+    # this seed. The issue asks 0.3 deg: the spread does not support asserting it yet.
     assert abs(rep["tilt_axis_deg"] - AXIS_DEG) < 0.5
     assert rep["tilt_axis_source"] == "estimated"
     assert np.asarray(rep["shifts_px"]).shape == (series.n_angles, 2)
