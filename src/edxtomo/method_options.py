@@ -27,7 +27,7 @@ SIDECAR_KEYS = frozenset({
 SIDECAR_FORMAT = "edxtomo-reconstruction/1"
 #: Command-line names of the read options (``--lines``, ``--bin``...), as in ``ReadOptions``.
 READ_OPTIONS = ("lines", "bin", "align", "angles", "angle_start", "angle_step", "background",
-                "normalise", "axes", "tilt_axis", "refine", "skip_bad")
+                "normalise", "axes", "tilt_axis", "refine", "skip_bad", "align_reference")
 
 
 def _argparse_type(p: Param):
@@ -126,7 +126,7 @@ def check_sidecar(cfg: Any, source: str | Path) -> list[str]:
 def add_read_options(p: argparse.ArgumentParser) -> None:
     """The options of :class:`~edxtomo.io.ReadOptions` (``extract``, ``reconstruct``, ``align``...)."""
     from .alignment.command import NORMALISE_HELP, add_alignment_options
-    from .io.options import NORMALISE
+    from .io.options import ALIGN_REFERENCES, NORMALISE
 
     p.add_argument("--lines", nargs="+", metavar="LINE", help="X-ray lines (Ge_Ka Te_La ...) or elements")
     p.add_argument("--bin", type=int, default=None, metavar="B", help="count-preserving binning (1, 2, 4, 8)")
@@ -141,6 +141,9 @@ def add_read_options(p: argparse.ArgumentParser) -> None:
                    help="subtract exspy's background windows from each line")
     p.add_argument("--normalise", choices=NORMALISE, default=None, help=NORMALISE_HELP)
     add_alignment_options(p)
+    p.add_argument("--align-reference", choices=ALIGN_REFERENCES, default=None,
+                   help="images the alignment registers: auto (the HAADF images when every spectrum "
+                        "file carries one, else the summed element maps), haadf, or maps")
     p.add_argument("--axes", help="axis order of .mat/.tif stacks, e.g. YXC (default inferred)")
     p.add_argument("--skip-bad", action="store_true", default=None,
                    help="go on without damaged or truncated spectrum files (recorded in the provenance)")

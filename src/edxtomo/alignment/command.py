@@ -73,19 +73,18 @@ def format_scores(report: dict) -> str:
 
 
 def cmd_align(args: argparse.Namespace) -> int:
-    """Read, align (:func:`~edxtomo.alignment.align_tilt_series`) and write the aligned maps."""
+    """Read and align (as ``extract --refine`` does) and write the aligned maps and ``alignment.json``."""
     from ..cli import _read
     from ..io import write_map_folder
-    from .pipeline import align_tilt_series, write_alignment
+    from ..method_options import READ_OPTIONS
+    from .pipeline import write_alignment
 
-    opts = {k: getattr(args, k, None) for k in ("lines", "bin", "angles", "angle_start", "angle_step",
-                                                "background", "normalise", "axes")}
+    # The same reading and alignment as extract/reconstruct with --refine: one path, one result.
+    opts = {k: getattr(args, k, None) for k in READ_OPTIONS}
     opts["align"] = False
-    if opts["normalise"] not in ("total", "live_time"):  # the rest is the alignment's, below
-        opts["normalise"] = None
-    series = _read(args.inputs, opts)
-    settings = settings_from(args.tilt_axis, args.refine, args.normalise)
-    aligned = align_tilt_series(series, settings)
+    if opts["tilt_axis"] is None and opts["refine"] is None:
+        opts["refine"] = settings_from(None, None, None).refine
+    aligned = _read(args.inputs, opts)
     write_map_folder(aligned, args.out)
     write_alignment(args.out, aligned)
     rep = aligned.provenance["alignment"]
