@@ -199,3 +199,19 @@ def test_real_series_counts_by_default_reader_normalisation_keeps_alignment_gain
     assert rep["normalise"] == "none" and set(rep["gains"]) == {1.0}
     read = _json(tmp_path / "total" / "series.json")["provenance"]["read"]
     assert read["normalise"] == "total"
+
+
+@pytest.mark.realdata
+def test_real_series_align_and_extract_refine_align_alike_on_the_haadf_images(idp, tmp_path):
+    """`align` and `extract --refine` are one path: the same reference images, the same shifts;
+    --align-reference maps registers the summed element maps instead."""
+    common = ["--lines", "Fe_Ka", "Si_Ka", "--bin", "8", "--refine", "1"]
+    assert main(["align", str(idp), *common, "--out", str(tmp_path / "a")]) == 0
+    assert main(["extract", str(idp), *common, "--out", str(tmp_path / "e")]) == 0
+    a = _json(tmp_path / "a" / "series.json")["provenance"]["alignment"]
+    e = _json(tmp_path / "e" / "series.json")["provenance"]["alignment"]
+    assert a["reference"] == e["reference"] == "HAADF images"
+    np.testing.assert_allclose(a["shifts_px"], e["shifts_px"])
+    assert main(["align", str(idp), *common, "--align-reference", "maps", "--out", str(tmp_path / "m")]) == 0
+    m = _json(tmp_path / "m" / "alignment.json")
+    assert m["reference"] == "sum of the element maps"
