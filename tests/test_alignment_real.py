@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from edxtomo.alignment import AlignmentSettings, align_tilt_series, apply_alignment, flag_bad_tilts
+from edxtomo.alignment.pipeline import AXIS_SPREAD_WARN_DEG
 from edxtomo.alignment.projection_matching import remove_unobservable
 from edxtomo.alignment.transforms import correct_image, reframe_shifts, uncorrect_image
 from edxtomo.phantom import acquire, make_phantom, tilt_angles
@@ -90,6 +91,8 @@ def test_axis_estimated_and_recorded(aligned_auto, tmp_path):
     # this seed. The issue asks 0.3 deg: the spread does not support asserting it yet.
     assert abs(rep["tilt_axis_deg"] - AXIS_DEG) < 0.5
     assert rep["tilt_axis_source"] == "estimated"
+    # Leave-one-tilt-out spread on this geometry: 0.6-1.5 deg over 12 series (axes +3, -4, +5).
+    assert rep["tilt_axis_spread_deg"] < AXIS_SPREAD_WARN_DEG and "tilt_axis_warning" not in rep
     assert np.asarray(rep["shifts_px"]).shape == (series.n_angles, 2)
     assert BAD in rep["flagged_tilts"]
     # Every element moved alike: applying the record to the raw maps gives the same maps.
@@ -122,19 +125,33 @@ def test_align_command_writes_maps_angles_and_report(tmp_path, capsys):
     assert main(["align", str(tmp_path / "in"), "--out", str(tmp_path / "o2"), "--tilt-axis", "x"]) == 2
 
 
-def test_real_series_projection_matching_lowers_left_out_error(idp):
+@pytest.fixture(scope="module")
+def idp_bin4(idp):
+    from edxtomo.io import read_series
+
+    return read_series(idp, lines=["Fe_Ka", "Si_Ka", "Mg_Ka"], bin_factor=4)
+
+
+def test_real_series_projection_matching_lowers_left_out_error(idp_bin4):
     """Projection matching (axis kept at 0 deg) predicts the tilts better than translation alone.
 
     Measured at bin 4 (Fe + Si + Mg): mean leave-one-out score 0.152 -> 0.138 in 5 rounds.
     Before the backtracking of worsening rounds it oscillated (0.157, 0.147, 0.175, ...).
     """
-    from edxtomo.io import read_series
-
-    series = read_series(idp, lines=["Fe_Ka", "Si_Ka", "Mg_Ka"], bin_factor=4)
-    out = align_tilt_series(series, AlignmentSettings(tilt_axis=0.0, refine=5))
+    out = align_tilt_series(idp_bin4, AlignmentSettings(tilt_axis=0.0, refine=5))
     rep = out.provenance["alignment"]
     assert np.mean(rep["scores"]) < np.mean(rep["scores_translation_only"]) - 0.005, rep["scores"]
     assert all(h <= rep["refine_history"][0] * 1.01 for h in rep["refine_history"]), rep["refine_history"]
+
+
+def test_real_series_axis_estimate_comes_with_a_warning_that_it_is_not_determined(idp_bin4):
+    """On the real series the leave-one-tilt-out axis estimates span -4.8..+10 deg (summed maps,
+    bin 4): the user is told not to trust the estimate rather than given a rotation silently."""
+    with pytest.warns(UserWarning, match="do not pin it down"):
+        out = align_tilt_series(idp_bin4, AlignmentSettings(tilt_axis="auto", refine=0))
+    rep = out.provenance["alignment"]
+    assert rep["tilt_axis_spread_deg"] > 2 * AXIS_SPREAD_WARN_DEG and "tilt_axis_warning" in rep
+    assert len(rep["tilt_axis_left_out_deg"]) == idp_bin4.n_angles
 
 
 def test_defaults_follow_the_real_data_benchmark():

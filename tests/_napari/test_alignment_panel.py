@@ -143,7 +143,9 @@ def test_extraction_shows_axis_and_table_and_flagged_tilt_is_dropped(make_napari
     assert rec_meta["tilt_axis_source"] == "estimated"
     estimate = rec_meta["tilt_axis_deg"]
     assert abs(estimate - AXIS_DEG) < 1.0
-    assert load.alignment.estimate.text() == f"estimated {estimate:.2f}°"
+    spread = rec_meta["tilt_axis_spread_deg"]
+    assert load.alignment.estimate.text() == f"estimated {estimate:.2f}° ± {spread:.1f}°"
+    assert "left out" in load.alignment.estimate.toolTip()
     assert load.alignment.tilt_axis.text() == "auto"
     assert f"tilt axis {estimate:.2f} deg (estimated)" in load.alignment_result.summary.text()
 

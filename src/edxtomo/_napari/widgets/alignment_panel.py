@@ -254,7 +254,12 @@ class AlignmentOptions(QGroupBox):
         if "tilt_axis_deg" in rec:
             angle = float(rec["tilt_axis_deg"])
             source = str(rec.get("tilt_axis_source") or "given")
-            self.estimate.setText(f"{source} {angle:.2f}°")
+            spread = rec.get("tilt_axis_spread_deg")
+            text = f"{source} {angle:.2f}°" + (f" ± {float(spread):.1f}°" if spread is not None else "")
+            warning = rec.get("tilt_axis_warning")
+            self.estimate.setText(f"{text} (not determined)" if warning else text)
+            self.estimate.setToolTip(str(warning or "the tilt axis the extraction used; ± is how far "
+                                     "the estimate moves when one tilt is left out"))
             self._estimated = angle if source == "estimated" else None
         else:
             self.estimate.setText("")
