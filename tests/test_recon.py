@@ -187,3 +187,17 @@ def test_feature_size_is_the_half_width_of_a_band_at_any_dose(poisson, dose):
     scales = tv_scales(data, sig, n**3) / np.sqrt(noise_variance(data, sig))
     assert scales[1] / scales[0] == pytest.approx((size[1] / size[0]) ** L_POWER, rel=1e-6)
     assert scales[1] / scales[0] > 2.5
+
+
+def test_tv_scale_grows_with_the_square_root_of_the_grid_anchored_where_defaults_were_chosen():
+    """Best TV weights at 64³ were about half those at 32³ with a linear grid term
+    (docs/benchmarks.md): the term grows as n ** 0.5 and is unchanged at 32³."""
+    from edxtomo.recon.objective import element_scales, tv_scales
+
+    disc, ring = _disc_and_ring()
+    data = _noisy(np.repeat(np.stack([disc, ring])[:, None] * 20.0, 6, axis=1), True,
+                  np.random.default_rng(0))
+    sig = element_scales(data)
+    at = {n: tv_scales(data, sig, n**3) for n in (16, 32, 64)}
+    np.testing.assert_allclose(at[64] / at[32], np.sqrt(2), rtol=1e-9)
+    np.testing.assert_allclose(at[32] / at[16], np.sqrt(2), rtol=1e-9)

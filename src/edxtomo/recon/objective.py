@@ -20,7 +20,8 @@ on the object: TV lowers the contrast of a feature of size ``l`` by about
 small particles or thin shells do. Each element's TV term is therefore
 multiplied by
 
-    tv_scale_e = sqrt(nu_e / NU_REF) · (n / N_REF) · ((l_e / nx) / L_REF) ** L_POWER · (TILTS_REF / n_tilts)
+    tv_scale_e = sqrt(nu_e / NU_REF) · (N_DEFAULT / N_REF) · (n / N_DEFAULT) ** GRID_POWER
+                 · ((l_e / nx) / L_REF) ** L_POWER · (TILTS_REF / n_tilts)
 
 where ``nu_e`` is the noise variance of the normalised maps *where the
 element is* (pixels of its lightly smoothed maps at half its peak ``sigma_e``
@@ -32,7 +33,12 @@ signal over noise-corrected mean squared gradient, the half-width of a
 flat-topped band), relative to the map width ``nx``. The data term is a
 mean over measurements, so with fewer tilts each carries more of it and
 the TV term less: ``TILTS_REF / n_tilts`` restores the balance a sum
-would have. The references are those of the 64³ core–shell phantom at
+would have. The grid term grows as ``n ** GRID_POWER`` (0.5), not ``n``:
+at the same counts per pixel a finer grid sees each feature through more
+pixels, so the noise per feature falls as the TV of a fixed object does;
+measured, the best weights at 64³ were about half those at 32³ on both
+phantoms with a linear term (docs/benchmarks.md). It is anchored at
+``N_DEFAULT`` (32), the size the default weights were chosen at. The references are those of the 64³ core–shell phantom at
 5 counts per pixel and 17 tilts, so there the factor is about 1.
 
 Why these powers (measured, docs/algorithms.md): with the noise *variance*
@@ -80,6 +86,9 @@ def element_scales(projections: np.ndarray) -> np.ndarray:
 
 NU_REF = 0.15
 N_REF = 64
+#: Grid size the default weights were chosen at, and the power the grid term grows with.
+N_DEFAULT = 32
+GRID_POWER = 0.5
 FEATURE_LEVEL = 0.5
 
 
@@ -175,7 +184,8 @@ def tv_scales(projections: np.ndarray, sigma: np.ndarray, n_voxels: int) -> np.n
     noise = np.sqrt(np.maximum(nu, 0.01 * NU_REF) / NU_REF)
     obj = np.clip((size / L_REF) ** L_POWER, *L_FACTOR_RANGE)
     tilts = TILTS_REF / projections.shape[1]
-    return noise * obj * tilts * (n_voxels ** (1 / 3) / N_REF)
+    grid = (N_DEFAULT / N_REF) * (n_voxels ** (1 / 3) / N_DEFAULT) ** GRID_POWER
+    return noise * obj * tilts * grid
 
 
 def gradient(vol: torch.Tensor) -> torch.Tensor:
