@@ -42,6 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
+# Run as a script: this folder is on sys.path, so the screenshot helpers are shared.
+from make_screenshots import wait  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[2] / "shared" / "data" / "openncem_idp_tilt10"
 LINES = ("Fe_Ka", "Si_Ka", "Mg_Ka")
@@ -342,17 +345,6 @@ def save_png(image: np.ndarray, path: Path, width: int | None = None) -> Path:
             print(f"wrote {path} ({img.width}x{img.height}, {path.stat().st_size // 1000} kB)")
             return path
         img = img.resize((int(img.width * 0.85), int(img.height * 0.85)), Image.LANCZOS)
-
-
-def wait(seconds: float) -> None:
-    """Let Qt paint and the workers report for ``seconds``."""
-    from qtpy.QtWidgets import QApplication
-
-    app = QApplication.instance()
-    end = time.time() + seconds
-    while time.time() < end:
-        app.processEvents()
-        time.sleep(0.01)
 
 
 def wait_until(condition, what: str, timeout: float = 600.0) -> None:
