@@ -157,7 +157,7 @@ def run_method(train: TiltSeries, method: str, args: argparse.Namespace) -> tupl
     params.update(args.params.get(method, {}))
     with held_out_at(train, args.dip_heldout_deg) if method == "dipm-tv" else nullcontext():
         snap = run_to_end(reconstruct(train, method, device="cpu", **params))
-    keep = ("loss", "heldout_angles", "best_iteration", "tv_weight")
+    keep = ("loss", "heldout_angles", "best_iteration", "tv_weight", "tv_weights")
     info = {k: v for k, v in (snap.info or {}).items() if k in keep}
     info.update(iterations_run=snap.iteration, stopped=str(snap.stopped or ""),
                 params={k: v for k, v in params.items() if k not in ("widths", "skip_widths")})

@@ -69,6 +69,8 @@ def test_refusals(series, tmp_path):
         write_sweep(SweepSetup(series, "sirt", clean_params("sirt", {})), [0.1], tmp_path / "a")
     with pytest.raises(ValueError, match="at least 2|tilt"):
         write_sweep(SweepSetup(series, "tv", {}, tilt_range=(50.0, 60.0)), [0.1], tmp_path / "b")
+    with pytest.raises(ValueError, match="choose its own weight"):
+        write_sweep(SweepSetup(series, "tv", clean_params("tv", {"choose_weight": True})), [0.1], tmp_path / "c")
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
@@ -76,7 +78,7 @@ def test_refusals(series, tmp_path):
         check_out_folder(other)
     with pytest.raises(ValueError, match="output folder"):
         check_out_folder("  ")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not any((tmp_path / d).exists() for d in "abc")
 
 
 def test_shown_task_and_label():

@@ -67,3 +67,22 @@ def test_stop_while_choosing_keeps_the_partial_reconstruction(small_series):
     assert "stopped while choosing" in last.info["partial"]
     assert all(np.isfinite(v).all() for v in last.volumes.values())
     assert next(gen, None) is None
+
+
+def test_command_line_records_the_chosen_weights(tmp_path, capsys):
+    import json
+
+    from edxtomo.cli import main
+
+    maps = tmp_path / "maps"
+    assert main(["simulate", str(maps), "--size", "16", "--seed", "3"]) == 0
+    out = tmp_path / "tv"
+    assert main(["reconstruct", str(maps), "--method", "tv", "--choose-weight", "--iterations", "40",
+                 "--out", str(out)]) == 0
+    assert "TV weight chosen on held-out tilts: In " in capsys.readouterr().out
+    side = json.loads((out / "reconstruction.json").read_text())
+    assert side["params"]["choose_weight"] is True and side["status"] == "finished"
+    choice = side["info"]["weight_choice"]
+    assert set(choice["weights"]) == {"In", "Se", "S"} and len(choice["grid"]) == len(GRID_FACTORS)
+    assert side["info"]["tv_weights"] == pytest.approx(choice["weights"], rel=1e-3)
+    assert all((out / f"{e}.tif").is_file() for e in ("In", "Se", "S"))

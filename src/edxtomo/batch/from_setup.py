@@ -86,6 +86,9 @@ def check_sweep(setup: SweepSetup, weights: Sequence[float]) -> None:
 
     if not weights:
         raise ValueError("TV weights: give one or more values, e.g. 0.01 0.02 0.05")
+    if setup.params.get("choose_weight"):
+        raise ValueError("'choose weight' is on: every run of the sweep would choose its own weight; "
+                         "turn it off to sweep fixed weights, or run once with it on instead of sweeping")
     for w in weights:
         try:
             clean_params(setup.method, {**setup.params, GRID_KEY: w})

@@ -21,6 +21,7 @@ tilts with those weights.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -78,6 +79,7 @@ def tv(
         yield from _run(series, tv_weight, None, iterations, snapshot_every, device, nz, joint, control)
         return
     grid = grid_around(tv_weight)
+    started = time.perf_counter()
     sub = max(1, iterations // 2)
     n_sub = 2 * len(grid)
     total = n_sub * sub + iterations
@@ -94,18 +96,20 @@ def tv(
         info = {**snap.info, "phase": f"choosing the TV weight: {grid[j]:.4g}, fold {fold + 1} of 2"}
         if snap.final and snap.stopped:
             # Stopped during the sweep: what exists is a reconstruction from part of the tilts.
-            yield _replace(snap, info={**info, "partial": "stopped while choosing the weight: a "
-                                       "reconstruction from the training tilts of one fold"})
+            yield _replace(snap, started, info={**info, "partial": "stopped while choosing the weight: a "
+                                                "reconstruction from the training tilts of one fold"})
             return
         done += sub
-        yield _replace(snap, final=False, info=info)
+        yield _replace(snap, started, final=False, info=info)
     weights = np.array([choice.weights[e] for e in series.elements]) / tv_weight
-    yield from _run(series, tv_weight, weights, iterations, snapshot_every, device, nz, joint, control,
-                    offset=done, total=total, weight_choice=choice.as_info())
+    for snap in _run(series, tv_weight, weights, iterations, snapshot_every, device, nz, joint, control,
+                     offset=done, total=total, weight_choice=choice.as_info()):
+        yield _replace(snap, started)
 
 
-def _replace(snap: Snapshot, **changes) -> Snapshot:
-    return dataclasses.replace(snap, **changes)
+def _replace(snap: Snapshot, started: float, **changes) -> Snapshot:
+    """``snap`` with ``changes`` and its time counted from ``started`` (the whole call, sweep included)."""
+    return dataclasses.replace(snap, elapsed_s=time.perf_counter() - started, **changes)
 
 
 def _run(series: TiltSeries, tv_weight: float, multipliers: np.ndarray | None, iterations: int,

@@ -72,6 +72,18 @@ class WeightChoice:
                 "heldout_angles": self.heldout_angles, "at_edge": self.at_edge}
 
 
+def describe_choice(info: dict) -> str:
+    """One line for a user from :meth:`WeightChoice.as_info`'s record."""
+    grid = info["grid"]
+    text = ("TV weight chosen on held-out tilts: "
+            + ", ".join(f"{e} {w:.3g}" for e, w in info["weights"].items())
+            + f" (tried {grid[0]:.3g}–{grid[-1]:.3g})")
+    if info.get("at_edge"):
+        text += (f"; at the edge of the range for {', '.join(info['at_edge'])}: "
+                 "start from a weight nearer it to search beyond")
+    return text
+
+
 def folds(n_angles: int, n_folds: int = 2) -> list[np.ndarray]:
     """Held-out tilt indices of each fold (interleaved; the extreme tilts never held out)."""
     if n_folds < 1:
