@@ -156,3 +156,18 @@ def test_bad_device_is_reported_not_started(make_widget, qtbot, monkeypatch):
     widget.start()
     assert not widget.controller.running
     assert errors and "cuda" in errors[0].lower()
+
+
+def test_weight_chosen_on_held_out_tilts_is_reported(make_widget, qtbot):
+    """TV with 'choose weight': the progress covers the sweep, the status names the chosen weights."""
+    viewer, widget = make_widget("tv", iterations=20, snapshot_every=10, choose_weight=True)
+    assert widget.form.values()["choose_weight"] is True
+    widget.start()
+    _wait_done(qtbot, widget)
+    record = widget.controller.record
+    assert record.status == "finished"
+    assert record.last.iteration == widget.progress_bar.maximum() == 10 * 10 + 20
+    choice = record.last.info["weight_choice"]["weights"]
+    assert "TV weight chosen on held-out tilts: " in widget.status.text()
+    assert all(f"{e} {w:.3g}" in widget.status.text() for e, w in choice.items())
+    np.testing.assert_array_equal(viewer.layers["In [TV]"].data, record.last.volumes["In"])

@@ -24,6 +24,7 @@ from ...devices import DeviceError, resolve_device
 from ...recon import available_methods
 from ...recon.control import STOPPED_BY_USER
 from ...recon.memory import estimate as memory_estimate
+from ...recon.weight_choice import describe_choice
 from ...runner import RunRecord, clean_params
 from ...tiltseries import TiltSeriesError
 from .. import settings
@@ -395,6 +396,9 @@ class ReconstructWidget(DockBase):
         if best and record.last.stopped != STOPPED_BY_USER:
             text += "; shown: each element's best held-out iterate (" + ", ".join(
                 f"{e} {it}" for e, it in best.items()) + ")"
+        choice = record.last.info.get("weight_choice") if record.last else None
+        if choice:
+            text += "; " + describe_choice(choice)
         self.set_status(text + (f": {record.error}" if record.error else ""))
 
     def _update_legend(self) -> None:
