@@ -49,6 +49,17 @@ def aligned_auto():
     return series, shifts, gains, out
 
 
+def haadf_for(shifts: np.ndarray, size: int = 40, pad: int = 8, axis: float = AXIS_DEG, dose: float = 500.0,
+              seed: int = 0) -> np.ndarray:
+    """HAADF images of the synthetic series' object (Z^1.7 contrast, ~500 counts/px): same axis and shifts."""
+    clean = acquire(make_phantom("core_shell", size, seed=2), tilt_angles(-40, 40, 5), dose=None)
+    z = {"In": 49, "Se": 34, "S": 16}
+    total = sum(np.pad(m, ((0, 0), (pad, pad), (pad, pad))) * z[el] ** 1.7 for el, m in clean.maps.items())
+    raw = np.clip(np.stack([uncorrect_image(total[k], axis, shifts[k]) for k in range(len(total))]), 0, None)
+    raw *= dose / raw[raw > 0.01 * raw.max()].mean()
+    return np.random.default_rng(seed + 100).poisson(raw).astype(np.float32)
+
+
 def _shift_error(found: np.ndarray, true: np.ndarray, angles: np.ndarray) -> np.ndarray:
     """Error left after removing the motions projections cannot see (common dy, a·cos + b·sin in dx)."""
     return np.abs(remove_unobservable(found - true, angles))
@@ -100,6 +111,26 @@ def test_axis_estimated_and_recorded(aligned_auto, tmp_path):
     for el in series.elements:
         np.testing.assert_allclose(again.maps[el], out.maps[el], atol=1e-4)
         assert out.maps[el].min() >= 0
+
+
+def test_axis_within_0_3_deg_on_haadf_images():
+    """With the HAADF images as the reference (as real files carry them), the axis is found within 0.3 deg.
+
+    Measured (plain parallax estimate on the HAADF images, axes +3, -4, +2, +5 deg, 4 noise seeds
+    each, ~500 counts/px): rms 0.15 deg, at most 0.27; with the square root meant for EDX counts
+    rms 0.32 (max 0.57). Through align_tilt_series at +3 and -4 deg, seeds 0-2: 0.06-0.22 deg off,
+    this case (+3 deg, seed 0, refine 2) 0.10 (jackknife spread 0.35 deg, shifts within 0.13 px).
+    """
+    series, shifts, _ = synthetic(size=40, pad=8)
+    out = align_tilt_series(series, AlignmentSettings(tilt_axis="auto", refine=2, normalise="counts"),
+                            reference=haadf_for(shifts))
+    rep = out.provenance["alignment"]
+    assert rep["reference"] == "HAADF images"
+    assert abs(rep["tilt_axis_deg"] - AXIS_DEG) < 0.3, rep["tilt_axis_deg"]
+    assert rep["tilt_axis_spread_deg"] < AXIS_SPREAD_WARN_DEG / 2 and "tilt_axis_warning" not in rep
+    good = np.arange(series.n_angles) != BAD
+    err = _shift_error(np.asarray(rep["shifts_px"])[good], shifts[good], series.angles[good])
+    assert err.max() < 0.5, err.max(axis=0)
 
 
 def test_flagging_keeps_a_smoothly_worse_outer_tilt():

@@ -117,10 +117,13 @@ def align_tilt_series(series: TiltSeries, settings: AlignmentSettings | None = N
     report["scores_translation_only"] = evaluate(raw, angles, 0.0, shifts, **kw).scores.tolist()
     alpha = 0.0
     if st.tilt_axis == "auto":
-        search = estimate_tilt_axis(raw, angles, shifts, search_deg=st.search_deg)
+        # The square root evens out Poisson noise; HAADF images are not few-count data, and
+        # on them the plain estimate is the more accurate (rms 0.15 vs 0.32 deg, module docstring).
+        transform = "sqrt" if poisson else "none"
+        search = estimate_tilt_axis(raw, angles, shifts, search_deg=st.search_deg, transform=transform)
         alpha = search.angle_deg
         report["tilt_axis_search"] = [[a, s] for a, s in search.tried]
-        spread, left_out = axis_spread(raw, angles, shifts, search_deg=st.search_deg)
+        spread, left_out = axis_spread(raw, angles, shifts, search_deg=st.search_deg, transform=transform)
         report.update(tilt_axis_spread_deg=spread, tilt_axis_left_out_deg=left_out)
         if spread > AXIS_SPREAD_WARN_DEG:
             report["tilt_axis_warning"] = (
