@@ -43,11 +43,12 @@ by hundredths of a pixel along the axis) it is 1.2–5.5° off.
 
 With a high-signal reference the square root is not needed and costs
 accuracy: on HAADF images of the same series (Z^1.7 contrast, ~500
-counts/px, axes +3, −4, +2, +5°, 4 seeds each) the plain estimate is 0.15°
-rms off (at most 0.27°, 16 of 16 within 0.3°), the square-root one 0.32°
-rms (max 0.57°); at 50 counts/px both are ~0.4° rms. The pipeline
-therefore fits the square root of the summed element maps (counts) and
-the HAADF images as they are.
+counts/px, axes +3, −4, +2, +5°, 4 seeds each;
+``benchmarks/bench_tilt_axis.py``) the plain estimate is 0.19° rms off (at
+most 0.37°, 14 of 16 within 0.3°; another noise draw: 0.15° rms, at most
+0.27°, 16 of 16), the square-root one 0.40° rms (max 0.67°); at 50
+counts/px both are ~0.4° rms. The pipeline therefore fits the square root
+of the summed element maps (counts) and the HAADF images as they are.
 
 Where the model fails: on 9 tilts 10° apart it is 0.2–0.7° off noise-free;
 on the ``memory_cell`` lamella phantom (layers across a 64 px field) 2–16°
