@@ -26,7 +26,8 @@ DIPm-TV to its iteration count (or early stop) whatever the machine's load.
 Alignment settings: ``translation`` (neighbour correlation + centre of mass),
 ``refine`` (+ projection matching, axis kept at 0°), ``refine+counts`` and
 ``refine+gains`` (+ per-tilt intensity), ``axis`` (in-plane axis estimate,
-no refinement), ``axis+refine`` and ``axis+refine+counts``.
+no refinement), ``axis+refine`` and ``axis+refine+counts``; ``refine+counts+haadf``
+is refine+counts found on the files' HAADF images instead of the summed maps.
 """
 
 from __future__ import annotations
@@ -66,10 +67,15 @@ SETTINGS = {
     "axis": AlignmentSettings(tilt_axis="auto", refine=0),
     "axis+refine": AlignmentSettings(tilt_axis="auto", refine=5),
     "axis+refine+counts": AlignmentSettings(tilt_axis="auto", refine=5, normalise="counts"),
+    # As refine+counts, found on the files' HAADF images instead of the summed maps (what
+    # `--align-reference auto` does when the files carry them).
+    "refine+counts+haadf": AlignmentSettings(tilt_axis=0.0, refine=5, normalise="counts"),
 }
+#: Settings whose alignment is found on the HAADF images (read again with them).
+ON_HAADF = {"refine+counts+haadf"}
 
 
-def align(raw: TiltSeries, name: str, cache: Path | None = None
+def align(raw: TiltSeries, name: str, cache: Path | None = None, read_kw: dict | None = None
           ) -> tuple[TiltSeries, float, np.ndarray, np.ndarray, float]:
     """Aligned series, axis angle, shifts, gains and the wall time of the alignment.
 
@@ -88,7 +94,13 @@ def align(raw: TiltSeries, name: str, cache: Path | None = None
         out = align_series(raw)
         a = out.provenance["alignment"]
         return out, 0.0, np.asarray(a["shifts_px"]), np.ones(raw.n_angles), time.perf_counter() - t0
-    out = align_tilt_series(raw, st)
+    if name in ON_HAADF:
+        # The reader aligns on the HAADF images; the record is applied to these maps.
+        found = read_series(DATA, **(read_kw or {}), tilt_axis=st.tilt_axis, refine=st.refine,
+                            tilt_gains=st.normalise, align_reference="haadf")
+        out = apply_alignment(raw, found.provenance["alignment"])
+    else:
+        out = align_tilt_series(raw, st)
     a = out.provenance["alignment"]
     if record is not None:
         record.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     print(raw, file=sys.stderr)
     rows, timings = [], {}
     for name in args.settings:
-        aligned, alpha, shifts, gains, secs = align(raw, name, args.alignment_cache)
+        aligned, alpha, shifts, gains, secs = align(raw, name, args.alignment_cache,
+                                                    {"lines": LINES, "bin_factor": args.bin,
+                                                     "background": args.background})
         timings[name] = secs
         rep = aligned.provenance["alignment"]
         print(f"[{name}] axis {alpha:.2f} deg, {secs:.1f} s, scores {np.round(rep.get('scores', []), 3)}"

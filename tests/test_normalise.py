@@ -104,6 +104,11 @@ def test_reconstruct_records_the_default_and_replays_old_sidecars_as_they_ran(ga
     # The default is written out, so the sidecar says what was done and replays it.
     assert side["read_options"]["normalise"] == "counts"
     assert side["provenance"]["alignment"]["normalise"] == "counts"
+    assert side["read_options"]["align_reference"] == "maps"
+    # A sidecar from before the reference's default became "maps" names none: it ran with "auto".
+    older = {k: v for k, v in side["read_options"].items() if k != "align_reference"}
+    assert sidecar_read_options(older)["align_reference"] == "auto"
+    assert sidecar_read_options(side["read_options"])["align_reference"] == "maps"
 
     assert main(["reconstruct", str(folder), "--refine", "0", "--normalise", "none", *run,
                  "--out", str(tmp_path / "b")]) == 0
@@ -152,7 +157,11 @@ def test_read_options_none_round_trip_and_the_default_rule():
     # Sidecars: null beside an alignment is an older run without gains; anything else as written.
     assert sidecar_read_options({"refine": 5, "normalise": None})["normalise"] == "none"
     assert sidecar_read_options({"refine": 5, "normalise": "counts"})["normalise"] == "counts"
-    assert sidecar_read_options({"align": True}) == {"align": True}
+    # An aligned run whose sidecar names no reference ran with "auto" (HAADF when present), the
+    # default before "maps"; a run without alignment needs none.
+    assert sidecar_read_options({"align": True}) == {"align": True, "align_reference": "auto"}
+    assert sidecar_read_options({"align": True, "align_reference": "maps"})["align_reference"] == "maps"
+    assert sidecar_read_options({"bin": 2}) == {"bin": 2}
     assert sidecar_read_options(None) == {}
 
 
@@ -202,16 +211,16 @@ def test_real_series_counts_by_default_reader_normalisation_keeps_alignment_gain
 
 
 @pytest.mark.realdata
-def test_real_series_align_and_extract_refine_align_alike_on_the_haadf_images(idp, tmp_path):
+def test_real_series_align_and_extract_refine_align_alike(idp, tmp_path):
     """`align` and `extract --refine` are one path: the same reference images, the same shifts;
-    --align-reference maps registers the summed element maps instead."""
+    by default the summed element maps, with --align-reference haadf the files' HAADF images."""
     common = ["--lines", "Fe_Ka", "Si_Ka", "--bin", "8", "--refine", "1"]
     assert main(["align", str(idp), *common, "--out", str(tmp_path / "a")]) == 0
     assert main(["extract", str(idp), *common, "--out", str(tmp_path / "e")]) == 0
     a = _json(tmp_path / "a" / "series.json")["provenance"]["alignment"]
     e = _json(tmp_path / "e" / "series.json")["provenance"]["alignment"]
-    assert a["reference"] == e["reference"] == "HAADF images"
+    assert a["reference"] == e["reference"] == "sum of the element maps"
     np.testing.assert_allclose(a["shifts_px"], e["shifts_px"])
-    assert main(["align", str(idp), *common, "--align-reference", "maps", "--out", str(tmp_path / "m")]) == 0
-    m = _json(tmp_path / "m" / "alignment.json")
-    assert m["reference"] == "sum of the element maps"
+    assert main(["align", str(idp), *common, "--align-reference", "haadf", "--out", str(tmp_path / "h")]) == 0
+    h = _json(tmp_path / "h" / "alignment.json")
+    assert h["reference"] == "HAADF images"

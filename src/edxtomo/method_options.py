@@ -142,8 +142,8 @@ def add_read_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalise", choices=NORMALISE, default=None, help=NORMALISE_HELP)
     add_alignment_options(p)
     p.add_argument("--align-reference", choices=ALIGN_REFERENCES, default=None,
-                   help="images the alignment registers: auto (the HAADF images when every spectrum "
-                        "file carries one, else the summed element maps), haadf, or maps")
+                   help="images the alignment registers: maps (the summed element maps, default), haadf "
+                        "(the files' HAADF images), or auto (HAADF when every spectrum file carries one)")
     p.add_argument("--axes", help="axis order of .mat/.tif stacks, e.g. YXC (default inferred)")
     p.add_argument("--skip-bad", action="store_true", default=None,
                    help="go on without damaged or truncated spectrum files (recorded in the provenance)")

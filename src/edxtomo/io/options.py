@@ -65,7 +65,10 @@ class ReadOptions:
         Go on without tilts whose files are damaged; the skipped files are
         recorded in the provenance.
     align_reference
-        ``"auto"`` (HAADF when every file has one), ``"haadf"`` or ``"maps"``.
+        ``"maps"`` (the summed element maps, the default: on the real
+        series of docs/real-data.md shifts found on the files' HAADF images
+        predicted left-out element maps worse at every tilt), ``"haadf"``, or
+        ``"auto"`` (HAADF when every file has one).
     tilt_axis, refine
         Alignment: in-plane tilt-axis angle (degrees or ``"auto"``) and
         projection-matching rounds; either implies alignment.
@@ -85,7 +88,7 @@ class ReadOptions:
     normalise: Normalise | None = None
     axes: str | None = None
     skip_bad: bool = False
-    align_reference: Literal["auto", "haadf", "maps"] = "auto"
+    align_reference: Literal["auto", "haadf", "maps"] = "maps"
     tilt_axis: str | float | None = None
     refine: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -210,12 +213,16 @@ def sidecar_read_options(data: Mapping[str, Any] | None) -> dict[str, Any]:
     Sidecars written since always store the value (:class:`ReadOptions`
     resolves the default), so ``null`` beside ``tilt_axis`` or ``refine``
     can only be such an older run: it is replayed as ``"none"``, as it ran,
-    not with today's default.
+    not with today's default. Likewise an aligned run whose sidecar names no
+    ``align_reference`` ran with ``"auto"``, the default then.
     """
     out = dict(data or {})
     full = out.get("tilt_axis") is not None or out.get("refine") is not None
     if full and out.get("normalise") is None:
         out["normalise"] = "none"
+    # The reference became "maps" by default; a sidecar that names none ran with "auto".
+    if (full or out.get("align")) and "align_reference" not in out:
+        out["align_reference"] = "auto"
     return out
 
 

@@ -67,7 +67,7 @@ def read_series(
     integration_windows: float | Mapping[str, Sequence[float]] = 2.0,
     background: bool | Mapping[str, Sequence[float]] = False,
     normalise: Literal["total", "live_time"] | None = None,
-    align_reference: Literal["auto", "haadf", "maps"] = "auto",
+    align_reference: Literal["auto", "haadf", "maps"] = "maps",
     skip_bad: bool = False,
     min_tilts: int = 1,
     options: ReadOptions | None = None,
@@ -94,8 +94,8 @@ def read_series(
         Count-preserving binning.
     align
         Translational alignment + tilt-axis centring (same shifts for all
-        elements), on the HAADF images when every file has one
-        (``align_reference="auto"``), else on the summed maps.
+        elements), on the summed maps (``align_reference="maps"``), or on
+        the HAADF images (``"haadf"``; ``"auto"``: when every file has one).
     progress
         ``progress(done, total, message)`` for long steps.
     elements, axes
