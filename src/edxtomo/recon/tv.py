@@ -42,15 +42,15 @@ GRADIENT_BLOCK_SCALE = 0.02
 def tv(
     series: TiltSeries,
     tv_weight: TVWeight = DEFAULT_TV_WEIGHT,
+    choose_weight: Annotated[bool, Doc(
+        f"choose each element's weight by how well it predicts held-out tilts: {len(GRID_FACTORS)} weights "
+        "from tv_weight/8 to 2·tv_weight, 2 folds, half the iterations each, before the run "
+        "(about 6× the time)")] = False,
     iterations: Iterations = 300,
     snapshot_every: SnapshotEvery = 20,
     device: Device = "auto",
     nz: Depth = None,
     joint: Annotated[bool, Doc("one vectorial TV coupling all elements", advanced=True)] = False,
-    choose_weight: Annotated[bool, Doc(
-        f"choose each element's weight by how well it predicts held-out tilts: {len(GRID_FACTORS)} weights "
-        "from tv_weight/8 to 2·tv_weight, 2 folds, half the iterations each, before the run "
-        "(about 6× the time)")] = False,
     control: RunControl | None = None,
 ) -> Iterator[Snapshot]:
     """Total-variation reconstruction with non-negativity.
