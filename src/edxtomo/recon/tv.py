@@ -33,7 +33,7 @@ from .objective import data_misfit, divergence, gradient, tv_norm
 from .params import Annotated, Depth, Device, Doc, Iterations, SnapshotEvery, TVWeight, check_call
 from .problem import Problem, should_snapshot
 from .snapshot import Snapshot
-from .weight_choice import GRID_FACTORS, grid_around, sweep
+from .weight_choice import GRID_FACTORS, N_FOLDS, folds, grid_around, sweep
 
 DEFAULT_TV_WEIGHT = 0.06
 GRADIENT_BLOCK_SCALE = 0.02
@@ -44,7 +44,7 @@ def tv(
     tv_weight: TVWeight = DEFAULT_TV_WEIGHT,
     choose_weight: Annotated[bool, Doc(
         f"choose each element's weight by how well it predicts held-out tilts: {len(GRID_FACTORS)} weights "
-        "from tv_weight/8 to 2·tv_weight, 2 folds, half the iterations each, before the run "
+        f"from tv_weight/8 to 2·tv_weight, {N_FOLDS} folds, half the iterations each, before the run "
         "(about 6× the time)")] = False,
     iterations: Iterations = 300,
     snapshot_every: SnapshotEvery = 20,
@@ -79,9 +79,10 @@ def tv(
         yield from _run(series, tv_weight, None, iterations, snapshot_every, device, nz, joint, control)
         return
     grid = grid_around(tv_weight)
+    n_folds = len(folds(series.n_angles, N_FOLDS))
     started = time.perf_counter()
     sub = max(1, iterations // 2)
-    n_sub = 2 * len(grid)
+    n_sub = n_folds * len(grid)
     total = n_sub * sub + iterations
     done = 0
 
@@ -93,7 +94,7 @@ def tv(
         if outcome is not None:
             choice = outcome
             break
-        info = {**snap.info, "phase": f"choosing the TV weight: {grid[j]:.4g}, fold {fold + 1} of 2"}
+        info = {**snap.info, "phase": f"choosing the TV weight: {grid[j]:.4g}, fold {fold + 1} of {n_folds}"}
         if snap.final and snap.stopped:
             # Stopped during the sweep: what exists is a reconstruction from part of the tilts.
             yield _replace(snap, started, info={**info, "partial": "stopped while choosing the weight: a "
@@ -185,9 +186,8 @@ def objective(prob: Problem, x: torch.Tensor, tv_weight: float | np.ndarray, joi
     data = float(data_misfit(prob.forward(x), prob.meas).sum())
     scale = torch.as_tensor(prob.tv_scale, dtype=x.dtype, device=x.device)
     w = np.atleast_1d(np.asarray(tv_weight, np.float64))
-    if w.size == 1 or np.allclose(w, w[0]):
-        tvv = float((tv_norm(x, joint=joint) * (scale.mean() if joint else scale)).sum())
-        return {"data": data, "tv": tvv, "total": data + float(w[0]) * tvv}
-    scale = scale * torch.as_tensor(w, dtype=x.dtype, device=x.device)
+    uniform = w.size == 1 or np.allclose(w, w[0])
+    if not uniform:
+        scale = scale * torch.as_tensor(w, dtype=x.dtype, device=x.device)
     tvv = float((tv_norm(x, joint=joint) * (scale.mean() if joint else scale)).sum())
-    return {"data": data, "tv": tvv, "total": data + tvv}
+    return {"data": data, "tv": tvv, "total": data + (float(w[0]) * tvv if uniform else tvv)}

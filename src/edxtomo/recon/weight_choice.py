@@ -38,6 +38,8 @@ from .stopping import split_tilts
 GRID_FACTORS = (0.125, 0.25, 0.5, 1.0, 2.0)
 #: Every ``FOLD_EVERY``-th tilt is held out in a fold.
 FOLD_EVERY = 4
+#: Folds of held-out tilts (fewer when the series is too short for them).
+N_FOLDS = 2
 
 
 @dataclass
@@ -84,7 +86,7 @@ def describe_choice(info: dict) -> str:
     return text
 
 
-def folds(n_angles: int, n_folds: int = 2) -> list[np.ndarray]:
+def folds(n_angles: int, n_folds: int = N_FOLDS) -> list[np.ndarray]:
     """Held-out tilt indices of each fold (interleaved; the extreme tilts never held out)."""
     if n_folds < 1:
         raise ValueError(f"n_folds must be >= 1, got {n_folds}")
@@ -113,12 +115,9 @@ def heldout_errors(volumes: dict[str, np.ndarray], series: TiltSeries, held: np.
     first = next(iter(volumes.values()))
     nz, _, nx = first.shape
     proj = ParallelProjector(series.angles[held], nz, nx, dtype=torch.float64)
-    out = {}
-    for el, vol in volumes.items():
-        pred = proj.forward(torch.from_numpy(np.asarray(vol, np.float64))[None])[0].numpy()
-        meas = np.asarray(series.maps[el], np.float64)[held]
-        out[el] = float(((pred - meas) ** 2).sum())
-    return out
+    pred = proj.forward(torch.from_numpy(np.stack([np.asarray(v, np.float64) for v in volumes.values()]))).numpy()
+    return {el: float(((p - np.asarray(series.maps[el], np.float64)[held]) ** 2).sum())
+            for el, p in zip(volumes, pred, strict=True)}
 
 
 def pick(grid: tuple[float, ...], errors: list[float]) -> tuple[float, bool]:
@@ -134,7 +133,7 @@ def pick(grid: tuple[float, ...], errors: list[float]) -> tuple[float, bool]:
     return float(np.exp(np.clip(-c1 / (2 * c2), x[0], x[2]))), False
 
 
-def sweep(series: TiltSeries, run, grid: tuple[float, ...], n_folds: int = 2
+def sweep(series: TiltSeries, run, grid: tuple[float, ...], n_folds: int = N_FOLDS
           ) -> Iterator[tuple[int, int, Snapshot | None, WeightChoice | None]]:
     """Run ``run(train_series, weight)`` (a snapshot generator) per fold and weight; choose per element.
 
@@ -145,7 +144,7 @@ def sweep(series: TiltSeries, run, grid: tuple[float, ...], n_folds: int = 2
     held_sets = folds(series.n_angles, n_folds)
     errors = {el: [0.0] * len(grid) for el in series.elements}
     for f, held in enumerate(held_sets):
-        train = series.select_indices([i for i in range(series.n_angles) if i not in set(held.tolist())])
+        train = series.select_indices(np.setdiff1d(np.arange(series.n_angles), held).tolist())
         for j, w in enumerate(grid):
             last = None
             for snap in run(train, w):
