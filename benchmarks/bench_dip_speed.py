@@ -46,6 +46,10 @@ VARIANTS: dict[str, dict] = {
     "lean": {"params": {"widths": (8, 16, 32, 64), "skip_widths": (2, 4, 8, 16)}},
     # The coarse-to-fine network at its full-resolution stage from the second iteration: its cost.
     "after-fine": {"params": {"coarse_iterations": 1}},
+    # Channels of the full-resolution refinement level.
+    "fine16": {"params": {"fine_width": 16}},
+    "fine8": {"params": {"fine_width": 8}},
+    "fine4": {"params": {"fine_width": 4}},
 }
 
 

@@ -221,19 +221,28 @@ def test_dipm_tv_beats_sirt_on_a_tiny_phantom(tiny):
     assert p_dip > p_sirt + 1.5
 
 
-def test_coarse_to_fine_switch_keeps_the_output_and_refines_after():
+@pytest.mark.parametrize("fine_width", [None, 2])
+def test_coarse_to_fine_switch_keeps_the_output_and_refines_after(fine_width):
     from edxtomo.recon.nets import CoarseToFine, set_fine
 
-    torch.manual_seed(0)
-    net = CoarseToFine(in_channels=4, out_channels=2, widths=(4, 8), skip_widths=(1, 2), fine_channels=3)
+    def build(**kw):
+        torch.manual_seed(0)
+        return CoarseToFine(in_channels=4, out_channels=2, widths=(4, 8), skip_widths=(1, 2),
+                            fine_channels=3, fine_skip=1, **kw)
+
+    net = build(fine_width=fine_width)
     z = (torch.rand(1, 4, 8, 8, 8), torch.rand(1, 3, 16, 16, 16))
     coarse = net(z)
+    # The half-resolution U-Net does not depend on the refinement level's width.
+    torch.testing.assert_close(coarse, build()(z))
     set_fine(net)
     # The refinement level starts at zero: what was learnt at half resolution carries over.
     torch.testing.assert_close(net(z), coarse)
     assert coarse.shape == (1, 2, 16, 16, 16) and coarse.min() >= 0
     net(z).sum().backward()
     assert net.refine[-1].weight.grad.abs().sum() > 0
+    # The full-resolution 3x3x3 convolution: fine_width (else widths[0]) out, + the noise skip in.
+    assert net.refine[1].weight.shape[:2] == ((fine_width or 4), (fine_width or 4) + 1)
 
 
 @pytest.mark.parametrize("per_element", [False, True])

@@ -199,3 +199,13 @@ def test_config_replays_exactly_the_tilts_the_run_used(tmp_path, tiny, capsys):
     cfg.write_text(json.dumps({"method": "sirt", "params": {}, "input": [str(maps)], "angles": [0.0, 12.5]}))
     assert main(["reconstruct", "--config", str(cfg), "--out", str(tmp_path / "rec2")]) == 2
     assert "used tilts at 12.5 deg" in capsys.readouterr().err
+
+
+def test_sidecar_from_before_a_parameter_existed_replays_as_it_ran():
+    complete = {k: v for k, v in clean_params("dipm-tv", {}).items() if k != "fine_width"}
+    # Every parameter but the later one: written by an earlier version, which ran 16 channels.
+    assert config_params({"params": complete}, "dipm-tv", "old.json")["fine_width"] == 16
+    # A hand-written partial record leaves the rest to today's defaults.
+    partial = config_params({"params": {"iterations": 5}}, "dipm-tv", "mine.json")
+    assert "fine_width" not in partial
+    assert clean_params("dipm-tv", partial)["fine_width"] == DipSettings().fine_width

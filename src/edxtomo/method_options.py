@@ -26,6 +26,9 @@ SIDECAR_KEYS = frozenset({
 })
 SIDECAR_FORMAT = "edxtomo-reconstruction/1"
 #: Command-line names of the read options (``--lines``, ``--bin``...), as in ``ReadOptions``.
+#: Parameters declared after sidecars were first written, with the value runs before them used.
+#: A complete ``params`` record without one of them replays with that value, not today's default.
+ADDED_LATER: dict[str, Any] = {"fine_width": 16}
 READ_OPTIONS = ("lines", "bin", "align", "angles", "angle_start", "angle_step", "background",
                 "normalise", "axes", "tilt_axis", "refine", "skip_bad", "align_reference")
 
@@ -106,7 +109,11 @@ def config_params(cfg: Mapping[str, Any], method: str, source: str | Path) -> di
     if unknown:
         raise ParameterError(f"{source}: method {method!r} does not take {', '.join(unknown)} "
                              f"(it takes {', '.join(spec.params)})")
-    return {k: spec.params[k].check(v, f"{source}: params") for k, v in params.items()}
+    checked = {k: spec.params[k].check(v, f"{source}: params") for k, v in params.items()}
+    missing = set(spec.params) - set(params)
+    if checked and missing and missing <= set(ADDED_LATER):  # written by an earlier version
+        checked.update({k: spec.params[k].check(ADDED_LATER[k]) for k in missing})
+    return checked
 
 
 def check_sidecar(cfg: Any, source: str | Path) -> list[str]:

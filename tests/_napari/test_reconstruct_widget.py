@@ -167,6 +167,7 @@ def test_weight_chosen_on_held_out_tilts_is_reported(make_widget, qtbot):
     record = widget.controller.record
     assert record.status == "finished"
     assert record.last.iteration == widget.progress_bar.maximum() == 10 * 10 + 20
+    assert widget.progress_bar.text() == "120 / 120 iterations (weight sweep included)"
     choice = record.last.info["weight_choice"]["weights"]
     assert "TV weight chosen on held-out tilts: " in widget.status.text()
     assert all(f"{e} {w:.3g}" in widget.status.text() for e, w in choice.items())

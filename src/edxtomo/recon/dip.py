@@ -137,6 +137,9 @@ def dipm_tv(
     coarse_iterations: Annotated[int, Range(0, 10_000_000), Doc(
         "iterations fitted at half resolution first (a half-size U-Net, then a full-resolution "
         "refinement level); 0: a full-size U-Net throughout", advanced=True)] = 200,
+    fine_width: Annotated[int, Range(1, 1024), Doc(
+        "channels of the coarse-to-fine network's full-resolution refinement level; its "
+        "3x3x3 convolution is most of a full-resolution step on a CPU", advanced=True)] = 16,
     refit: Annotated[bool, Doc(
         "after held-out stopping, fit again on all tilts (held-out ones included) from the same "
         "start to each element's chosen iteration and return that; up to twice the time",
@@ -222,6 +225,7 @@ class DipSettings:
     lr_decay: float = 1.0
     per_element: bool = False
     coarse_iterations: int = 200
+    fine_width: int = 16
     refit: bool = False
 
     def __post_init__(self) -> None:
@@ -322,7 +326,7 @@ def _build_network(settings: DipSettings, prob: Problem, train: torch.Tensor
     coarse = settings.coarse_iterations > 0 and coarse_pays(prob.volume_shape, len(settings.widths))
     kind = CoarseToFine if coarse else UNet3D
     if coarse:
-        net_args["fine_channels"] = FINE_INPUT_CHANNELS
+        net_args.update(fine_channels=FINE_INPUT_CHANNELS, fine_width=settings.fine_width)
     with torch.random.fork_rng(devices=[]):  # seed the weights without touching global state
         torch.manual_seed(settings.seed)
         net = (PerElement(n_elem, kind, **net_args) if settings.per_element
@@ -590,7 +594,8 @@ def _restore(state: dict[str, Any], s: DipSettings, net: torch.nn.Module, opt: t
         raise ValueError(f"the saved state is not a {s.method} state of this version "
                          f"(found {state.get('method')!r}, version {state.get('version')!r})")
     mine = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items()}
-    saved = state.get("settings", {})
+    # States saved before fine_width existed ran the refinement level at 16 channels.
+    saved = {"fine_width": 16, **state.get("settings", {})}
     differ = [k for k in mine if k not in ("iterations", "snapshot_every", "patience", "device")
               and saved.get(k) != mine[k]]
     if differ:

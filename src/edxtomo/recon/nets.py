@@ -182,21 +182,33 @@ class CoarseToFine(nn.Module):
     convolution, and a final 1×1×1 convolution that starts at zero, so the
     switch does not change the output and everything learnt at half
     resolution carries over. ``forward`` takes ``(coarse_input, fine_input)``.
+
+    ``fine_width`` sets the channels of that full-resolution level; below
+    ``widths[0]`` the U-Net's features are first mixed down by a 1×1×1
+    convolution at half resolution. That costs nothing in expressiveness
+    (a linear 1×1×1 map commutes with trilinear upsampling) and the
+    full-resolution 3×3×3 convolution, most of a fine step on a CPU, shrinks
+    with the product of its input and output channels.
     """
 
     def __init__(self, in_channels: int = 32, out_channels: int = 1,
                  widths: Sequence[int] = (16, 32, 64, 128),
                  skip_widths: Sequence[int] | None = None, head: str = "lrelu2",
-                 fine_channels: int = 8, fine_skip: int = 4) -> None:
+                 fine_channels: int = 8, fine_skip: int = 4, fine_width: int | None = None) -> None:
         super().__init__()
         self.inner = UNet3D(in_channels, out_channels, widths, skip_widths, head)
         w0 = int(widths[0])
+        fw = w0 if fine_width is None else int(fine_width)
+        if fw < 1:
+            raise ValueError(f"fine_width must be a positive int, got {fine_width}")
+        # Built after the U-Net so the U-Net's seeded weights do not depend on fine_width.
+        self.reduce = nn.Conv3d(w0, fw, 1) if fw != w0 else nn.Identity()
         self.fine_skip = nn.Sequential(*_block(fine_channels, fine_skip, k=1))
-        last = nn.Conv3d(w0, out_channels, 1)
+        last = nn.Conv3d(fw, out_channels, 1)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
-        self.refine = nn.Sequential(nn.BatchNorm3d(w0 + fine_skip), *_block(w0 + fine_skip, w0),
-                                    *_block(w0, w0, k=1), last)
+        self.refine = nn.Sequential(nn.BatchNorm3d(fw + fine_skip), *_block(fw + fine_skip, fw),
+                                    *_block(fw, fw, k=1), last)
         self.fine = False
 
     @property
@@ -209,7 +221,7 @@ class CoarseToFine(nn.Module):
         h = self.inner.features(zc)
         pre = F.interpolate(self.inner.out(h), scale_factor=2, mode="trilinear", align_corners=False)
         if self.fine:
-            up = F.interpolate(h, scale_factor=2, mode="trilinear", align_corners=False)
+            up = F.interpolate(self.reduce(h), scale_factor=2, mode="trilinear", align_corners=False)
             pre = pre + self.refine(torch.cat((up, self.fine_skip(zf)), 1))
         return self.inner.activate(pre) * self.inner.gain
 

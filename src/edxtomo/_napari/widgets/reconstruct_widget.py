@@ -156,7 +156,8 @@ class ReconstructWidget(DockBase):
         buttons.addWidget(self.stop_btn)
         layout.addLayout(buttons)
         self.progress_bar = QProgressBar()
-        self.progress_bar.setFormat("%v / %m iterations")
+        self._bar_unit = "iterations"
+        self.progress_bar.setFormat(f"%v / %m {self._bar_unit}")
         layout.addWidget(self.progress_bar)
         self.estimate = QLabel("")
         self.estimate.setWordWrap(True)
@@ -314,7 +315,10 @@ class ReconstructWidget(DockBase):
         self.progress_bar.setRange(0, int(record.params.get("iterations", 0)))
         self.progress_bar.setValue(0)
         self.plot.clear()
-        self.progress_bar.setFormat("%v / %m iterations")
+        # The weight sweep's sub-runs count in the same progress: say why the total is larger.
+        self._bar_unit = ("iterations (weight sweep included)" if record.params.get("choose_weight")
+                          else "iterations")
+        self.progress_bar.setFormat(f"%v / %m {self._bar_unit}")
         self._warned, self._estimate = False, None
         self._on_cpu = str(resolve_device(record.params.get("device", "auto"))).startswith("cpu")
         self.estimate.setText("timing the first iterations…")
@@ -333,7 +337,7 @@ class ReconstructWidget(DockBase):
         self.set_status("stopping after the current iteration…")
 
     def _clear_time_left(self) -> None:
-        self.progress_bar.setFormat("%v / %m iterations")
+        self.progress_bar.setFormat(f"%v / %m {self._bar_unit}")
         self.estimate.setText("")
 
     def _on_progress(self, iteration: int, total: int, seconds_left: float) -> None:
@@ -345,7 +349,7 @@ class ReconstructWidget(DockBase):
         left = f", ~{duration(seconds_left)} left" if seconds_left >= 0 and not stopping else ""
         bar = self.progress_bar
         bar.setUpdatesEnabled(False)
-        bar.setFormat(f"%v / %m iterations{left}")
+        bar.setFormat(f"%v / %m {self._bar_unit}{left}")
         bar.setRange(0, total)
         bar.setValue(iteration)
         bar.setUpdatesEnabled(True)
