@@ -50,6 +50,7 @@ VARIANTS: dict[str, dict] = {
     "fine16": {"params": {"fine_width": 16}},
     "fine8": {"params": {"fine_width": 8}},
     "fine4": {"params": {"fine_width": 4}},
+    "fine8-fine": {"params": {"fine_width": 8, "coarse_iterations": 1}},
 }
 
 

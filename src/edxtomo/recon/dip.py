@@ -87,7 +87,7 @@ Widths = tuple[int, ...]
 def dipm_tv(
     series: TiltSeries,
     tv_weight: TVWeight = DEFAULT_TV_WEIGHT,
-    iterations: Iterations = 2000,
+    iterations: Iterations = 1750,
     lr: Annotated[float, Range(0, 1, lo_open=True), Doc(
         "AdamW learning rate; typical 1e-3-1e-2 (too high diverges)")] = 5e-3,
     snapshot_every: SnapshotEvery = 50,
@@ -138,8 +138,9 @@ def dipm_tv(
         "iterations fitted at half resolution first (a half-size U-Net, then a full-resolution "
         "refinement level); 0: a full-size U-Net throughout", advanced=True)] = 200,
     fine_width: Annotated[int, Range(1, 1024), Doc(
-        "channels of the coarse-to-fine network's full-resolution refinement level; its "
-        "3x3x3 convolution is most of a full-resolution step on a CPU", advanced=True)] = 16,
+        "channels of the coarse-to-fine network's full-resolution refinement level (at most "
+        "widths[0]); its 3x3x3 convolution is most of a full-resolution step on a CPU",
+        advanced=True)] = 8,
     refit: Annotated[bool, Doc(
         "after held-out stopping, fit again on all tilts (held-out ones included) from the same "
         "start to each element's chosen iteration and return that; up to twice the time",
@@ -201,7 +202,7 @@ class DipSettings:
     """The validated parameters of a DIP run (see :func:`dipm_tv` for their meaning)."""
 
     tv_weight: float = DEFAULT_TV_WEIGHT
-    iterations: int = 2000
+    iterations: int = 1750
     lr: float = 5e-3
     snapshot_every: int = 50
     device: str = "auto"
@@ -225,7 +226,7 @@ class DipSettings:
     lr_decay: float = 1.0
     per_element: bool = False
     coarse_iterations: int = 200
-    fine_width: int = 16
+    fine_width: int = 8
     refit: bool = False
 
     def __post_init__(self) -> None:
@@ -326,7 +327,8 @@ def _build_network(settings: DipSettings, prob: Problem, train: torch.Tensor
     coarse = settings.coarse_iterations > 0 and coarse_pays(prob.volume_shape, len(settings.widths))
     kind = CoarseToFine if coarse else UNet3D
     if coarse:
-        net_args.update(fine_channels=FINE_INPUT_CHANNELS, fine_width=settings.fine_width)
+        net_args.update(fine_channels=FINE_INPUT_CHANNELS,
+                        fine_width=min(settings.fine_width, settings.widths[0]))
     with torch.random.fork_rng(devices=[]):  # seed the weights without touching global state
         torch.manual_seed(settings.seed)
         net = (PerElement(n_elem, kind, **net_args) if settings.per_element
