@@ -25,10 +25,10 @@ SIDECAR_KEYS = frozenset({
     "versions", "outputs", "resolution", "output",
 })
 SIDECAR_FORMAT = "edxtomo-reconstruction/1"
-#: Command-line names of the read options (``--lines``, ``--bin``...), as in ``ReadOptions``.
 #: Parameters declared after sidecars were first written, with the value runs before them used.
 #: A complete ``params`` record without one of them replays with that value, not today's default.
 ADDED_LATER: dict[str, Any] = {"fine_width": 16}
+#: Command-line names of the read options (``--lines``, ``--bin``...), as in ``ReadOptions``.
 READ_OPTIONS = ("lines", "bin", "align", "angles", "angle_start", "angle_step", "background",
                 "normalise", "axes", "tilt_axis", "refine", "skip_bad", "align_reference")
 
