@@ -27,7 +27,10 @@ Variants (``--variants``): ``before`` is the previous default (full-size
 U-Net throughout, output average with a fixed decay, no weight decay); ``after`` the current
 defaults; ``after-fine`` the current network at its full-resolution stage
 from the second iteration (for its cost); ``full`` the current defaults
-without the coarse stage; ``lean`` the current defaults with half the widths. Run with
+without the coarse stage; ``lean`` the current defaults with half the widths; ``fine16``/``fine8`` the
+coarse-to-fine network with that many channels at full resolution, and
+``fine16-fine``/``fine8-fine`` the same at the full-resolution stage from the
+second iteration (their cost). Run with
 ``OMP_WAIT_POLICY=PASSIVE`` on a shared machine.
 """
 
@@ -46,10 +49,10 @@ VARIANTS: dict[str, dict] = {
     "lean": {"params": {"widths": (8, 16, 32, 64), "skip_widths": (2, 4, 8, 16)}},
     # The coarse-to-fine network at its full-resolution stage from the second iteration: its cost.
     "after-fine": {"params": {"coarse_iterations": 1}},
-    # Channels of the full-resolution refinement level.
+    # Channels of the full-resolution refinement level, named so they stay what they say.
     "fine16": {"params": {"fine_width": 16}},
     "fine8": {"params": {"fine_width": 8}},
-    "fine4": {"params": {"fine_width": 4}},
+    "fine16-fine": {"params": {"fine_width": 16, "coarse_iterations": 1}},
     "fine8-fine": {"params": {"fine_width": 8, "coarse_iterations": 1}},
 }
 
@@ -69,7 +72,8 @@ def main() -> None:
     parser.add_argument("--stop", action="store_true",
                         help="default stopping rule to its own end, then run on with patience off")
     parser.add_argument("--patience", type=int, default=300, help="patience of the default rule (--stop)")
-    parser.add_argument("--cap", type=int, default=2000, help="iteration cap of the default rule (--stop)")
+    parser.add_argument("--cap", type=int, default=None,
+                        help="iteration cap of the default rule (--stop; default: DIPm-TV's iterations)")
     args = parser.parse_args()
 
     import torch
@@ -81,6 +85,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     caps = json.loads(args.caps)
+    if args.cap is None:
+        args.cap = dip.DipSettings().iterations
     ph = make_phantom(args.phantom, args.size, seed=2)
     series = acquire(ph, tilt_angles(-40, 40, 5), dose=5.0, seed=2)
     print(f"{args.phantom} {args.size}³ × {len(ph.elements)} elements, {torch.get_num_threads()} threads",

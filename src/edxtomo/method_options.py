@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .recon.params import Param, ParameterError
+from .recon.params import ADDED_LATER, Param, ParameterError
 from .recon.registry import all_params, available_methods, get_method, parse_duration
 
 #: Keys a reconstruction sidecar may hold (``--config`` reports any other).
@@ -25,9 +25,6 @@ SIDECAR_KEYS = frozenset({
     "versions", "outputs", "resolution", "output",
 })
 SIDECAR_FORMAT = "edxtomo-reconstruction/1"
-#: Parameters declared after sidecars were first written, with the value runs before them used.
-#: A complete ``params`` record without one of them replays with that value, not today's default.
-ADDED_LATER: dict[str, Any] = {"fine_width": 16}
 #: Command-line names of the read options (``--lines``, ``--bin``...), as in ``ReadOptions``.
 READ_OPTIONS = ("lines", "bin", "align", "angles", "angle_start", "angle_step", "background",
                 "normalise", "axes", "tilt_axis", "refine", "skip_bad", "align_reference")

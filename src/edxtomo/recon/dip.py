@@ -45,6 +45,7 @@ from .nets import (
 )
 from .objective import data_misfit, poisson_nll, tv_norm
 from .params import (
+    ADDED_LATER,
     Annotated,
     Depth,
     Device,
@@ -596,8 +597,7 @@ def _restore(state: dict[str, Any], s: DipSettings, net: torch.nn.Module, opt: t
         raise ValueError(f"the saved state is not a {s.method} state of this version "
                          f"(found {state.get('method')!r}, version {state.get('version')!r})")
     mine = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items()}
-    # States saved before fine_width existed ran the refinement level at 16 channels.
-    saved = {"fine_width": 16, **state.get("settings", {})}
+    saved = {**ADDED_LATER, **state.get("settings", {})}  # states saved before those existed
     differ = [k for k in mine if k not in ("iterations", "snapshot_every", "patience", "device")
               and saved.get(k) != mine[k]]
     if differ:

@@ -30,6 +30,11 @@ __all__ = ["Annotated", "Doc", "Literal", "Param", "ParameterError", "Range", "U
            "check_call", "signature_params"]
 
 
+#: Parameters declared after sidecars and saved run states were first written, with the value
+#: runs before them used: a complete record without one of them replays with that value.
+ADDED_LATER: dict[str, Any] = {"fine_width": 16}
+
+
 class ParameterError(EdxtomoError):
     """A method parameter with a wrong type, a value out of range or an unknown name."""
 
