@@ -54,7 +54,7 @@ from edxtomo.alignment import (
 from edxtomo.alignment.transforms import uncorrect_image
 from edxtomo.io import read_series
 from edxtomo.projector import ParallelProjector
-from edxtomo.recon import reconstruct, run_to_end
+from edxtomo.recon import reconstruct
 from edxtomo.tiltseries import TiltSeries
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "openncem_idp_tilt10"
@@ -128,6 +128,26 @@ def score(pred: np.ndarray, meas: np.ndarray, mask: np.ndarray) -> dict[str, flo
             "unexplained": unexplained_fraction(moved, meas, m), "shift_px": s.round(2).tolist()}
 
 
+class LeftOutScorer:
+    """Scores of a volume's projection at the left-out tilt ``k``, in the raw frame."""
+
+    def __init__(self, raw: TiltSeries, k: int, alpha: float, shift: np.ndarray, gain: float) -> None:
+        self.raw, self.k, self.alpha, self.shift, self.gain = raw, k, alpha, shift, gain
+        _, ny, nx = raw.shape
+        self.inside = uncorrect_image(np.ones((ny, nx)), alpha, shift) > 0.999
+
+    def __call__(self, vols: dict[str, np.ndarray], el: str) -> dict[str, float]:
+        v = torch.from_numpy(vols[el].astype(np.float64))
+        proj = ParallelProjector([self.raw.angles[self.k]], v.shape[0], v.shape[2], dtype=torch.float64)
+        back = uncorrect_image(proj.forward(v[None])[0, 0].numpy() * self.gain, self.alpha, self.shift)
+        return score(back, self.raw.maps[el][self.k].astype(np.float64), self.inside)
+
+    def mean(self, vols: dict[str, np.ndarray]) -> dict[str, float]:
+        """Unexplained fraction and deviance, mean over the elements."""
+        per = [self(vols, el) for el in self.raw.elements]
+        return {key: round(float(np.mean([r[key] for r in per])), 4) for key in ("unexplained", "deviance")}
+
+
 def parse_params(items: list[str]) -> dict[str, dict[str, object]]:
     """``method:key=value`` items → ``{method: {key: value}}`` (value as JSON, else a string)."""
     out: dict[str, dict[str, object]] = {}
@@ -161,16 +181,28 @@ def held_out_at(train: TiltSeries, degrees: list[float] | None) -> mock._patch |
     return mock.patch("edxtomo.recon.dip.split_tilts", split)
 
 
-def run_method(train: TiltSeries, method: str, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], dict]:
+def run_method(train: TiltSeries, method: str, args: argparse.Namespace,
+               on_snapshot=None) -> tuple[dict[str, np.ndarray], dict]:
+    """Run one method on the training tilts; ``on_snapshot(volumes)`` scores DIPm-TV's intermediate
+    volumes every ``--trace`` iterations (the current average, not the held-out best)."""
     params = {"sirt": {"iterations": 100, "nz": args.nz}, "tv": {"iterations": args.tv_iterations, "nz": args.nz},
               "dipm-tv": {"iterations": args.dip_iterations, "seed": 0, "nz": args.nz,
                           "widths": tuple(args.dip_widths), "skip_widths": tuple(max(1, w // 4) for w in args.dip_widths),
                           "time_limit": args.dip_time}}[method]
+    trace = []
+    if method == "dipm-tv" and args.trace:
+        params["snapshot_every"] = args.trace
     params.update(args.params.get(method, {}))
     with held_out_at(train, args.dip_heldout_deg) if method == "dipm-tv" else nullcontext():
-        snap = run_to_end(reconstruct(train, method, device="cpu", **params))
+        snap = None
+        for snap in reconstruct(train, method, device="cpu", **params):
+            if on_snapshot is not None and method == "dipm-tv" and args.trace and not snap.final:
+                trace.append({"iteration": snap.iteration, **on_snapshot(snap.volumes)})
+                print(f"    trace {snap.iteration}: {trace[-1]}", file=sys.stderr, flush=True)
     keep = ("loss", "heldout_angles", "best_iteration", "tv_weight", "tv_weights")
     info = {k: v for k, v in (snap.info or {}).items() if k in keep}
+    if trace:
+        info["trace"] = trace
     info.update(iterations_run=snap.iteration, stopped=str(snap.stopped or ""),
                 params={k: v for k, v in params.items() if k not in ("widths", "skip_widths")})
     return snap.volumes, info
@@ -192,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="probe: DIPm-TV holds out the training tilts nearest these angles instead of its "
                          "every-k-th split")
     ap.add_argument("--dip-widths", type=int, nargs="+", default=[8, 16, 32])
+    ap.add_argument("--trace", type=int, default=0, metavar="N",
+                    help="score DIPm-TV's current volume at the left-out tilt every N iterations "
+                         "(mean over elements, in the rows' info['trace'])")
     ap.add_argument("--tv-iterations", type=int, default=150)
     ap.add_argument("--nz", type=int, default=32, help="volume depth (voxels)")
     ap.add_argument("--param", action="append", default=[], metavar="METHOD:KEY=VALUE",
@@ -224,19 +259,14 @@ def main(argv: list[str] | None = None) -> int:
         for angle in args.left_out:
             k = int(np.argmin(np.abs(raw.angles - angle)))
             train = aligned.select_indices([i for i in range(raw.n_angles) if i != k])
-            _, ny, nx = raw.shape
             for method in args.methods:
                 if method == "dipm-tv" and name not in args.dip_settings:
                     continue
                 t0 = time.perf_counter()
-                vols, info = run_method(train, method, args)
-                proj = ParallelProjector([raw.angles[k]], vols[raw.elements[0]].shape[0], nx,
-                                         dtype=torch.float64)
+                scorer = LeftOutScorer(raw, k, alpha, shifts[k], gains[k])
+                vols, info = run_method(train, method, args, scorer.mean)
                 for el in raw.elements:
-                    p = proj.forward(torch.from_numpy(vols[el].astype(np.float64))[None])[0, 0].numpy()
-                    back = uncorrect_image(p * gains[k], alpha, shifts[k])
-                    inside = uncorrect_image(np.ones((ny, nx)), alpha, shifts[k]) > 0.999
-                    res = score(back, raw.maps[el][k].astype(np.float64), inside)
+                    res = scorer(vols, el)
                     rows.append({"setting": name, "left_out_deg": float(raw.angles[k]), "method": method,
                                  "tag": args.tag, "element": el, **res, "seconds": time.perf_counter() - t0,
                                  "info": info})

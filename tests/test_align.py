@@ -35,6 +35,18 @@ def test_phase_correlation_sign_and_subpixel():
     np.testing.assert_allclose(phase_correlation(img, moved), (-2.3, 3.6), atol=0.3)
 
 
+def test_phase_correlation_peak_on_the_search_edge_is_finite():
+    """A shift beyond ``max_shift`` returns a finite shift on the edge of the search disk, not NaN."""
+    rng = np.random.default_rng(1)
+    img = np.zeros((64, 64))
+    img[20:30, 25:40] = 5
+    img = img + rng.poisson(0.5, img.shape)
+    moved = np.roll(img, 7, axis=1)
+    got = phase_correlation(img, moved, sigma=1.0, max_shift=4)
+    assert np.isfinite(got).all()
+    assert np.hypot(*got) <= 4 + 1 and got[1] < -3
+
+
 def test_known_shifts_recovered_on_phantom(phantom_series):
     """Drift added to a simulated series is undone within 0.5 px.
 

@@ -71,10 +71,13 @@ def phase_correlation(fixed: np.ndarray, moving: np.ndarray, *, sigma: float = 1
     corr = np.fft.fftshift(np.fft.ifft2(cross).real)
     ny, nx = corr.shape
     cy, cx = ny // 2, nx // 2
+    search = corr
     if max_shift is not None:
         yy, xx = np.ogrid[:ny, :nx]
-        corr = np.where((yy - cy) ** 2 + (xx - cx) ** 2 <= max_shift ** 2, corr, -np.inf)
-    py, px = np.unravel_index(int(np.argmax(corr)), corr.shape)
+        search = np.where((yy - cy) ** 2 + (xx - cx) ** 2 <= max_shift ** 2, corr, -np.inf)
+    # The subpixel fit reads the unmasked neighbours: a peak on the edge of the search disk
+    # would otherwise meet -inf and return NaN.
+    py, px = np.unravel_index(int(np.argmax(search)), corr.shape)
     sub_y = _parabola(corr[(py - 1) % ny, px], corr[py, px], corr[(py + 1) % ny, px])
     sub_x = _parabola(corr[py, (px - 1) % nx], corr[py, px], corr[py, (px + 1) % nx])
     return np.array([py - cy + sub_y, px - cx + sub_x])
