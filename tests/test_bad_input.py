@@ -372,7 +372,7 @@ def test_reader_crash_in_a_child_is_a_damaged_file(tmp_path):
                           timeout=600)
     assert proc.returncode == 2, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert "0.bcf: damaged or truncated file (the reader crashed with a" in last
+    assert "0.bcf: damaged or truncated file (the reader crashed with a " in last
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
@@ -452,3 +452,30 @@ def test_read_options_round_trip_and_old_sidecars():
     old = ReadOptions.from_dict({"lines": ["Fe_Ka"], "bin": 8, "align": False, "angles": "t.txt"})
     assert old.angles_file == "t.txt" and old.angles is None
     assert ReadOptions.from_dict({"angles": [-10, 0, 10]}).angles == (-10.0, 0.0, 10.0)
+
+
+_READ_ONCE = """
+from edxtomo.io.isolated import IsolatedReader
+
+{indent}with IsolatedReader() as reader:
+{indent}    print("read", reader.call("a.bcf", len, "abc"))
+"""
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_reader_child_in_a_script_without_main_guard(tmp_path, guarded):
+    """A script without ``if __name__ == "__main__":`` gets advice, not a "damaged file" error."""
+    body = _READ_ONCE.format(indent="    " if guarded else "")
+    if guarded:
+        body = body.replace("\n    with", '\nif __name__ == "__main__":\n    with', 1)
+    script = tmp_path / "read_script.py"
+    script.write_text(body)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    if guarded:
+        assert proc.returncode == 0 and "read 3" in proc.stdout, proc.stderr
+        return
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError: the file reader's child process ended with exit status 1")
+    assert 'if __name__ == "__main__":' in last and "damaged" not in proc.stderr

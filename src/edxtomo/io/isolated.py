@@ -21,9 +21,16 @@ from ..errors import DamagedFileError, InputError
 from .damage import signal_name
 
 _JOIN_S = 10.0
+_READY = "edxtomo-reader ready"
+#: A child that started but died before serving: almost always a script without a main guard,
+#: which the spawned child imports again and which then tries to start a reader of its own.
+_NOT_STARTED = ("the file reader's child process ended with {how} before it could start. Files are "
+                "read in a spawned process that imports the script that called edxtomo again: put "
+                "the script's top-level code under `if __name__ == \"__main__\":`")
 
 
 def _serve(conn: Any) -> None:  # pragma: no cover - runs in the child
+    conn.send(_READY)
     while True:
         try:
             job = conn.recv()
@@ -44,6 +51,14 @@ def _serve(conn: Any) -> None:  # pragma: no cover - runs in the child
             conn.send((*result, notes))
         except Exception as exc:  # an unpicklable result or exception
             conn.send((False, InputError(f"{type(exc).__name__}: {exc}"), notes))
+
+
+def _ended(code: int | None) -> str:
+    """``"a segmentation fault (SIGSEGV)"``, ``"exit status 1"`` or ``"an unknown fault"``."""
+    if code is None:
+        return "an unknown fault"
+    name = signal_name(code)
+    return name if name.startswith("exit status") else f"a {name}"
 
 
 class IsolatedReader:
@@ -72,6 +87,15 @@ class IsolatedReader:
         self._proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="edxtomo-reader")
         self._proc.start()
         child.close()
+        try:
+            ready = self._conn.recv()
+        except (EOFError, ConnectionError):
+            ready = None
+        if ready != _READY:
+            self._proc.join(_JOIN_S)
+            code = self._proc.exitcode
+            self._discard()
+            raise RuntimeError(_NOT_STARTED.format(how=_ended(code)))
 
     def call(self, path: str | Path, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self._proc is None or not self._proc.is_alive():
@@ -83,8 +107,7 @@ class IsolatedReader:
             self._proc.join(_JOIN_S)
             code = self._proc.exitcode
             self._discard()
-            how = signal_name(code) if code is not None else "an unknown fault"
-            raise DamagedFileError(path, f"the reader crashed with a {how}") from None
+            raise DamagedFileError(path, f"the reader crashed with {_ended(code)}") from None
         for note in notes:
             warnings.warn(note, UserWarning, stacklevel=2)
         if ok:
