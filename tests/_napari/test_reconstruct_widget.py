@@ -158,8 +158,13 @@ def test_bad_device_is_reported_not_started(make_widget, qtbot, monkeypatch):
     assert errors and "cuda" in errors[0].lower()
 
 
-def test_weight_chosen_on_held_out_tilts_is_reported(make_widget, qtbot):
-    """TV with 'choose weight': the progress covers the sweep, the status names the chosen weights."""
+def test_weight_chosen_on_held_out_tilts_is_reported(make_widget, qtbot, monkeypatch):
+    """TV with 'choose weight': the progress covers the sweep, the status and the notification
+    name the chosen weights."""
+    from edxtomo._napari.widgets import run_controller
+
+    notes: list[str] = []
+    monkeypatch.setattr(run_controller, "show_info", notes.append)
     viewer, widget = make_widget("tv", iterations=20, snapshot_every=10, choose_weight=True)
     assert widget.form.values()["choose_weight"] is True
     widget.start()
@@ -171,4 +176,20 @@ def test_weight_chosen_on_held_out_tilts_is_reported(make_widget, qtbot):
     choice = record.last.info["weight_choice"]["weights"]
     assert "TV weight chosen on held-out tilts: " in widget.status.text()
     assert all(f"{e} {w:.3g}" in widget.status.text() for e, w in choice.items())
+    assert len(notes) == 1 and notes[0].startswith("TV: finished after 120 iterations (weight sweep included)")
+    assert all(f"{e} {w:.3g}" in notes[0] for e, w in choice.items())
     np.testing.assert_array_equal(viewer.layers["In [TV]"].data, record.last.volumes["In"])
+
+
+def test_finished_note_says_why_the_run_ended():
+    """An early stop is named in the notification; a run to its last iteration is not."""
+    from edxtomo._napari.widgets.run_controller import finished_note
+    from edxtomo.recon.snapshot import Snapshot
+    from edxtomo.runner import RunRecord
+
+    rec = RunRecord("dipm-tv", {}, series=None, status="finished")
+    rec.last = Snapshot(820, 1750, {}, {}, 61.0, "dipm-tv", final=True, stopped="early stopping")
+    assert finished_note(rec) == ("DIPm-TV: finished after 820 iterations, 61.0 s (early stopping: "
+                                  "the held-out error stopped falling)")
+    rec.last = Snapshot(1750, 1750, {}, {}, 99.0, "dipm-tv", final=True)
+    assert finished_note(rec) == "DIPm-TV: finished after 1750 iterations, 99.0 s"

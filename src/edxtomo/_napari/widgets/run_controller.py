@@ -18,7 +18,8 @@ from qtpy.QtCore import QObject, Signal
 
 from ...recon import RunControl, reconstruct
 from ...recon.snapshot import Snapshot
-from ...recon.status import RunStatus
+from ...recon.status import RunStatus, StopReason
+from ...recon.weight_choice import describe_choice
 from ...runner import RunRecord
 from ..layers import RunRef, method_label
 from ..streaming import ThrottledStreamer, VolumeStreamer
@@ -175,6 +176,19 @@ class RunController(QObject):
                                f"finite volumes (iteration {rec.last.iteration})")
             self.ref.sidecar = rec.sidecar()  # with the final status
             if rec.status != RunStatus.FAILED and rec.last is not None:
-                show_info(f"{method_label(rec.method)}: {rec.status} after "
-                          f"{rec.last.iteration} iterations, {rec.last.elapsed_s:.1f} s")
+                show_info(finished_note(rec))
         self.finished.emit(rec)
+
+
+def finished_note(rec: RunRecord) -> str:
+    """The notification of a run that ended with a result: how far, how long, why, what was chosen."""
+    last = rec.last
+    assert last is not None
+    choice = last.info.get("weight_choice")
+    text = (f"{method_label(rec.method)}: {rec.status} after {last.iteration} iterations"
+            f"{' (weight sweep included)' if choice else ''}, {last.elapsed_s:.1f} s")
+    if rec.status == RunStatus.FINISHED and last.stopped == StopReason.EARLY_STOPPING:
+        text += f" ({StopReason.EARLY_STOPPING}: the held-out error stopped falling)"
+    if choice:
+        text += "; " + describe_choice(choice)
+    return text
