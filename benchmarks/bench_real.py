@@ -20,7 +20,8 @@ DIPm-TV/TV variants for finding out why a method loses: ``--param dipm-tv:loss=p
 ``--background`` (subtract the reader's background windows), ``--nz``;
 ``--dip-heldout-deg 20`` (hold out the training tilt nearest 20° instead of
 ``split_tilts``' every-k-th pattern, to see whether *which* tilt is held out
-matters); ``--tag`` labels the rows of such a run. ``--dip-time 0`` runs
+matters); ``--trace 50`` scores DIPm-TV's current volume at the left-out tilt every 50
+iterations (where a stop would have been best); ``--tag`` labels the rows of such a run. ``--dip-time 0`` runs
 DIPm-TV to its iteration count (or early stop) whatever the machine's load.
 
 Alignment settings: ``translation`` (neighbour correlation + centre of mass),

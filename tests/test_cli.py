@@ -96,6 +96,16 @@ def test_option_not_taken_by_method_is_refused(simulated, tmp_path, capsys):
     assert "does not take lr" in capsys.readouterr().err
 
 
+def test_dip_on_a_short_series_says_no_tilts_are_held_out(simulated, tmp_path, capsys):
+    argv = ["reconstruct", str(simulated), "--method", "dipm-tv", "--iterations", "2", "--widths", "4", "8",
+            "--skip-widths", "2", "2", "--input-channels", "4", "--device", "cpu", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--heldout-min-tilts", "100"]) == 0
+    n = len(json.loads((tmp_path / "o" / "reconstruction.json").read_text())["angles"])
+    assert f"no tilts held out: {n} tilts, fewer than heldout_min_tilts (100)" in capsys.readouterr().out
+    assert main([*argv, "--heldout-min-tilts", "4", "--out", str(tmp_path / "p")]) == 0
+    assert "no tilts held out" not in capsys.readouterr().out
+
+
 def test_interrupted_run_keeps_latest_volumes(simulated, tmp_path):
     from edxtomo.io import read_series
     from edxtomo.runner import RunRecord, run

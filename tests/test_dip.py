@@ -13,7 +13,9 @@ from edxtomo.recon.dip import dipm_tv
 from edxtomo.recon.nets import UNet3D, crop_centre, padded_shape
 from edxtomo.recon.stopping import BestIterate, split_tilts
 
-SMALL = {"widths": (8, 16), "skip_widths": (2, 4), "input_channels": 8, "device": "cpu"}
+SMALL = {"widths": (8, 16), "skip_widths": (2, 4), "input_channels": 8, "device": "cpu",
+         # The 9-tilt test series hold tilts out, as the held-out mechanism tests need.
+         "heldout_min_tilts": 4}
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,22 @@ def test_data_fidelity_decreases_and_protocol(tiny):
     assert all(v.shape == (16, 16, 16) and v.dtype == np.float32 and v.min() >= 0 for v in vols.values())
     assert not np.shares_memory(snaps[0].volumes["In"], snaps[-1].volumes["In"])
     assert snaps[-1].method == "dipm-tv" and snaps[-1].info["device"] == "cpu"
+
+
+def test_few_tilts_are_all_fitted(tiny):
+    """Below ``heldout_min_tilts`` no tilt is held out, and the run says why; at or above, they are."""
+    phantom, series = tiny
+    small = {**SMALL, "heldout_min_tilts": 12}
+    few = run_to_end(dipm_tv(series, iterations=4, snapshot_every=2, eval_every=2, **small))
+    assert few.info["heldout_angles"] == [] and "heldout" not in few.losses
+    assert few.info["heldout_off"] == ("9 tilts, fewer than heldout_min_tilts (12): all fitted, to the "
+                                       "iteration cap")
+    many = acquire(phantom, tilt_angles(-60, 60, 10), dose=20.0, seed=3)
+    held = run_to_end(dipm_tv(many, iterations=4, snapshot_every=2, eval_every=2, **small))
+    assert held.info["heldout_angles"] == [-40.0, 0.0, 40.0] and "heldout" in held.losses
+    assert "heldout_off" not in held.info
+    off = run_to_end(dipm_tv(series, iterations=4, snapshot_every=2, heldout=0, **small))
+    assert "heldout_off" not in off.info  # nothing was asked to be held out
 
 
 def test_seed_makes_cpu_runs_identical(tiny):

@@ -147,7 +147,7 @@ def test_time_limit_ends_every_method_as_if_converged(tiny):
         assert last.final and last.stopped == StopReason.TIME_LIMIT and last.iteration < 10**6
     last = run_to_end(reconstruct(tiny, "dipm-tv", iterations=10**6, snapshot_every=10**6, time_limit=2,
                                   widths=(8, 16), skip_widths=(2, 4), input_channels=8, heldout=3,
-                                  eval_every=1, device="cpu"))
+                                  heldout_min_tilts=4, eval_every=1, device="cpu"))
     assert last.stopped == StopReason.TIME_LIMIT
     # As if converged: each element's held-out best, not simply the last iterate.
     assert set(last.info["best_iterations"]) == set(tiny.elements)
@@ -205,6 +205,10 @@ def test_sidecar_from_before_a_parameter_existed_replays_as_it_ran():
     complete = {k: v for k, v in clean_params("dipm-tv", {}).items() if k != "fine_width"}
     # Every parameter but the later one: written by an earlier version, which ran 16 channels.
     assert config_params({"params": complete}, "dipm-tv", "old.json")["fine_width"] == 16
+    # Older still: neither key; those runs held tilts out from 4 tilts on.
+    older = {k: v for k, v in complete.items() if k != "heldout_min_tilts"}
+    replayed = config_params({"params": older}, "dipm-tv", "older.json")
+    assert replayed["fine_width"] == 16 and replayed["heldout_min_tilts"] == 4
     # A hand-written partial record leaves the rest to today's defaults.
     partial = config_params({"params": {"iterations": 5}}, "dipm-tv", "mine.json")
     assert "fine_width" not in partial

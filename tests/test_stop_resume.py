@@ -20,9 +20,10 @@ from edxtomo.recon.status import RunStatus, StopReason
 from edxtomo.runner import CHECKPOINT_NAME, RunRecord, clean_params, load_checkpoint, run
 
 SMALL_DIP = {"widths": (8, 16), "skip_widths": (2, 4), "input_channels": 8, "device": "cpu",
-             "heldout": 3, "eval_every": 2, "patience": 0}
+             "heldout": 3, "heldout_min_tilts": 4, "eval_every": 2, "patience": 0}
 SMALL_DIP_ARGS = ["--widths", "8", "16", "--skip-widths", "2", "4", "--input-channels", "8",
-                  "--device", "cpu", "--heldout", "3", "--eval-every", "2", "--patience", "0"]
+                  "--device", "cpu", "--heldout", "3", "--heldout-min-tilts", "4", "--eval-every", "2",
+                  "--patience", "0"]
 
 
 @pytest.fixture(scope="module")

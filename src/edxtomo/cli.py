@@ -220,6 +220,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         from .recon.weight_choice import describe_choice
 
         print(describe_choice(last.info["weight_choice"]))
+    if (last.info or {}).get("heldout_off"):
+        print(f"no tilts held out: {last.info['heldout_off']}")
     if args.resolution:
         from .resolution_cli import attach, resolution_of_run
 

@@ -193,3 +193,17 @@ def test_finished_note_says_why_the_run_ended():
                                   "the held-out error stopped falling)")
     rec.last = Snapshot(1750, 1750, {}, {}, 99.0, "dipm-tv", final=True)
     assert finished_note(rec) == "DIPm-TV: finished after 1750 iterations, 99.0 s"
+
+
+@pytest.mark.skipif("dipm-tv" not in usable_methods(), reason="edxtomo.recon.dip is not importable")
+def test_short_series_says_no_tilts_are_held_out(make_widget, qtbot):
+    """Below heldout_min_tilts the status says why there is no held-out curve or best iterate."""
+    viewer, widget = make_widget("dipm-tv", iterations=4, snapshot_every=2, heldout_min_tilts=100)
+    widget.start()
+    _wait_done(qtbot, widget, timeout=120_000)
+    record = widget.controller.record
+    n = record.series.n_angles
+    assert record.status == "finished" and record.last.info["heldout_angles"] == []
+    status = widget.status.text()
+    assert f"no tilts held out: {n} tilts, fewer than heldout_min_tilts (100)" in status
+    assert "best held-out iterate" not in status and "heldout" not in widget.plot.lines

@@ -32,7 +32,7 @@ __all__ = ["Annotated", "Doc", "Literal", "Param", "ParameterError", "Range", "U
 
 #: Parameters declared after sidecars and saved run states were first written, with the value
 #: runs before them used: a complete record without one of them replays with that value.
-ADDED_LATER: dict[str, Any] = {"fine_width": 16}
+ADDED_LATER: dict[str, Any] = {"fine_width": 16, "heldout_min_tilts": 4}
 
 
 class ParameterError(EdxtomoError):

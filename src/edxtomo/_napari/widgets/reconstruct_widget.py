@@ -396,11 +396,14 @@ class ReconstructWidget(DockBase):
             self.plot.show_history(record.history)
         done = record.last.iteration if record.last else 0
         text = f"{method_label(record.method)} {record.status} at iteration {done}"
-        best = record.last.info.get("best_iterations") if record.last else None
-        if best and record.last.stopped != STOPPED_BY_USER:
+        info = record.last.info if record.last else {}
+        best = info.get("best_iterations")
+        if best and info.get("heldout_angles") and record.last.stopped != STOPPED_BY_USER:
             text += "; shown: each element's best held-out iterate (" + ", ".join(
                 f"{e} {it}" for e, it in best.items()) + ")"
-        choice = record.last.info.get("weight_choice") if record.last else None
+        if info.get("heldout_off"):
+            text += f"; no tilts held out: {info['heldout_off']}"
+        choice = info.get("weight_choice")
         if choice:
             text += "; " + describe_choice(choice)
         self.set_status(text + (f": {record.error}" if record.error else ""))
