@@ -136,10 +136,14 @@ class LeftOutScorer:
         self.raw, self.k, self.alpha, self.shift, self.gain = raw, k, alpha, shift, gain
         _, ny, nx = raw.shape
         self.inside = uncorrect_image(np.ones((ny, nx)), alpha, shift) > 0.999
+        self._projectors: dict[tuple[int, int], ParallelProjector] = {}
 
     def __call__(self, vols: dict[str, np.ndarray], el: str) -> dict[str, float]:
         v = torch.from_numpy(vols[el].astype(np.float64))
-        proj = ParallelProjector([self.raw.angles[self.k]], v.shape[0], v.shape[2], dtype=torch.float64)
+        key = (v.shape[0], v.shape[2])
+        if key not in self._projectors:
+            self._projectors[key] = ParallelProjector([self.raw.angles[self.k]], *key, dtype=torch.float64)
+        proj = self._projectors[key]
         back = uncorrect_image(proj.forward(v[None])[0, 0].numpy() * self.gain, self.alpha, self.shift)
         return score(back, self.raw.maps[el][self.k].astype(np.float64), self.inside)
 
@@ -191,13 +195,14 @@ def run_method(train: TiltSeries, method: str, args: argparse.Namespace,
                           "widths": tuple(args.dip_widths), "skip_widths": tuple(max(1, w // 4) for w in args.dip_widths),
                           "time_limit": args.dip_time}}[method]
     trace = []
-    if method == "dipm-tv" and args.trace:
+    tracing = on_snapshot is not None and method == "dipm-tv" and args.trace > 0
+    if tracing:
         params["snapshot_every"] = args.trace
     params.update(args.params.get(method, {}))
     with held_out_at(train, args.dip_heldout_deg) if method == "dipm-tv" else nullcontext():
         snap = None
         for snap in reconstruct(train, method, device="cpu", **params):
-            if on_snapshot is not None and method == "dipm-tv" and args.trace and not snap.final:
+            if tracing and not snap.final:
                 trace.append({"iteration": snap.iteration, **on_snapshot(snap.volumes)})
                 print(f"    trace {snap.iteration}: {trace[-1]}", file=sys.stderr, flush=True)
     keep = ("loss", "heldout_angles", "best_iteration", "tv_weight", "tv_weights")

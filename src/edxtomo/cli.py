@@ -216,12 +216,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     print(f"wrote {', '.join(series.elements)} volumes ({last.iteration} iterations, "
           f"{last.elapsed_s:.1f} s{', ' + last.stopped if last.stopped else ''}) to {args.out}")
-    if "weight_choice" in (last.info or {}):
-        from .recon.weight_choice import describe_choice
-
-        print(describe_choice(last.info["weight_choice"]))
-    if (last.info or {}).get("heldout_off"):
-        print(f"no tilts held out: {last.info['heldout_off']}")
+    for note in last.notes():
+        print(note)
     if args.resolution:
         from .resolution_cli import attach, resolution_of_run
 

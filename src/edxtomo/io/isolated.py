@@ -92,10 +92,7 @@ class IsolatedReader:
         except (EOFError, ConnectionError):
             ready = None
         if ready != _READY:
-            self._proc.join(_JOIN_S)
-            code = self._proc.exitcode
-            self._discard()
-            raise RuntimeError(_NOT_STARTED.format(how=_ended(code)))
+            raise RuntimeError(_NOT_STARTED.format(how=_ended(self._reap())))
 
     def call(self, path: str | Path, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self._proc is None or not self._proc.is_alive():
@@ -104,15 +101,19 @@ class IsolatedReader:
         try:
             ok, value, notes = self._conn.recv()
         except (EOFError, ConnectionError):
-            self._proc.join(_JOIN_S)
-            code = self._proc.exitcode
-            self._discard()
-            raise DamagedFileError(path, f"the reader crashed with {_ended(code)}") from None
+            raise DamagedFileError(path, f"the reader crashed with {_ended(self._reap())}") from None
         for note in notes:
             warnings.warn(note, UserWarning, stacklevel=2)
         if ok:
             return value
         raise value
+
+    def _reap(self) -> int | None:
+        """The exit code of a child that closed its end, once it is gone (None: unknown)."""
+        self._proc.join(_JOIN_S)
+        code = self._proc.exitcode
+        self._discard()
+        return code
 
     def _discard(self) -> None:
         if self._conn is not None:

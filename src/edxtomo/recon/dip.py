@@ -257,7 +257,7 @@ class DipSettings:
 
     def heldout_off_reason(self, n_angles: int) -> str:
         """Why no tilts are held out although ``heldout`` asks for it (empty when they are)."""
-        if self.heldout and n_angles < self.heldout_min_tilts:
+        if self.heldout and not self.heldout_every(n_angles):
             return (f"{n_angles} tilts, fewer than heldout_min_tilts ({self.heldout_min_tilts}): "
                     f"all fitted, to the iteration cap")
         return ""

@@ -54,3 +54,15 @@ class Snapshot:
     def fraction(self) -> float:
         """Progress in [0, 1]."""
         return min(1.0, self.iteration / max(1, self.total))
+
+    def notes(self) -> list[str]:
+        """What a user should read about how the run went, from ``info``: tilts not held out,
+        weights chosen. One wording for the command line, the dock and its notification."""
+        from .weight_choice import describe_choice  # it builds on this module
+
+        out = []
+        if self.info.get("heldout_off"):
+            out.append(f"no tilts held out: {self.info['heldout_off']}")
+        if self.info.get("weight_choice"):
+            out.append(describe_choice(self.info["weight_choice"]))
+        return out

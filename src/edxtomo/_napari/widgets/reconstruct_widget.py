@@ -24,7 +24,6 @@ from ...devices import DeviceError, resolve_device
 from ...recon import available_methods
 from ...recon.control import STOPPED_BY_USER
 from ...recon.memory import estimate as memory_estimate
-from ...recon.weight_choice import describe_choice
 from ...runner import RunRecord, clean_params
 from ...tiltseries import TiltSeriesError
 from .. import settings
@@ -401,11 +400,7 @@ class ReconstructWidget(DockBase):
         if best and info.get("heldout_angles") and record.last.stopped != STOPPED_BY_USER:
             text += "; shown: each element's best held-out iterate (" + ", ".join(
                 f"{e} {it}" for e, it in best.items()) + ")"
-        if info.get("heldout_off"):
-            text += f"; no tilts held out: {info['heldout_off']}"
-        choice = info.get("weight_choice")
-        if choice:
-            text += "; " + describe_choice(choice)
+        text += "".join(f"; {note}" for note in record.last.notes()) if record.last else ""
         self.set_status(text + (f": {record.error}" if record.error else ""))
 
     def _update_legend(self) -> None:

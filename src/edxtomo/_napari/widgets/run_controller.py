@@ -19,7 +19,6 @@ from qtpy.QtCore import QObject, Signal
 from ...recon import RunControl, reconstruct
 from ...recon.snapshot import Snapshot
 from ...recon.status import RunStatus, StopReason
-from ...recon.weight_choice import describe_choice
 from ...runner import RunRecord
 from ..layers import RunRef, method_label
 from ..streaming import ThrottledStreamer, VolumeStreamer
@@ -184,11 +183,9 @@ def finished_note(rec: RunRecord) -> str:
     """The notification of a run that ended with a result: how far, how long, why, what was chosen."""
     last = rec.last
     assert last is not None
-    choice = last.info.get("weight_choice")
-    text = (f"{method_label(rec.method)}: {rec.status} after {last.iteration} iterations"
-            f"{' (weight sweep included)' if choice else ''}, {last.elapsed_s:.1f} s")
+    sweep = " (weight sweep included)" if last.info.get("weight_choice") else ""
+    text = (f"{method_label(rec.method)}: {rec.status} after {last.iteration} iterations{sweep}, "
+            f"{last.elapsed_s:.1f} s")
     if rec.status == RunStatus.FINISHED and last.stopped == StopReason.EARLY_STOPPING:
         text += f" ({StopReason.EARLY_STOPPING}: the held-out error stopped falling)"
-    if choice:
-        text += "; " + describe_choice(choice)
-    return text
+    return text + "".join(f"; {note}" for note in last.notes())
