@@ -207,3 +207,16 @@ def test_short_series_says_no_tilts_are_held_out(make_widget, qtbot):
     status = widget.status.text()
     assert f"no tilts held out: {n} tilts, fewer than heldout_min_tilts (100)" in status
     assert "best held-out iterate" not in status and "heldout" not in widget.plot.lines
+
+
+def test_switching_the_method_leaves_one_parameter_form(make_widget):
+    """The previous method's form leaves the dock at once, not at the next event-loop pass."""
+    from qtpy.QtWidgets import QLabel
+
+    viewer, widget = make_widget("tv")
+    old = widget.form.native
+    widget.method_box.setCurrentIndex(widget.method_box.findData("sirt"))
+    widget.method_box.setCurrentIndex(widget.method_box.findData("tv"))
+    assert old.parent() is None and not old.isVisible()
+    shown = [label.text() for label in widget.findChildren(QLabel) if label.isVisibleTo(widget)]
+    assert shown.count("TV weight") == 1 and shown.count("iterations") == 1

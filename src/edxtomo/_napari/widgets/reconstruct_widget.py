@@ -181,6 +181,9 @@ class ReconstructWidget(DockBase):
         if self.form is not None:
             self._params_by_method[self.form.method] = self.form.raw_values()
             self.params_host.removeWidget(self.form.native)
+            # Unparented now, not at the deferred delete: until then the old form stayed drawn
+            # over the dock wherever the event loop had not yet run (seen in a screenshot).
+            self.form.native.setParent(None)
             self.form.native.deleteLater()
         self.form = ParamsForm(self.method, self._params_by_method.get(self.method))
         self.form.changed.connect(self.save_settings)
