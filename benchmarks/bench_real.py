@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                          "with 1 thread, 50 in 3.5 min with 2)")
     ap.add_argument("--tag", default="", help="label of this run's rows (a variant)")
     ap.add_argument("--out", type=Path, default=Path("bench_real.json"))
+    ap.add_argument("--save-volumes", type=Path, default=None, metavar="DIR",
+                    help="write each run's volumes to DIR/<setting>_<left out>_<method><tag>.npz")
     args = ap.parse_args(argv)
     args.params = parse_params(args.param)
     if not DATA.is_dir():
@@ -271,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 scorer = LeftOutScorer(raw, k, alpha, shifts[k], gains[k])
                 vols, info = run_method(train, method, args, scorer.mean)
+                if args.save_volumes is not None:
+                    args.save_volumes.mkdir(parents=True, exist_ok=True)
+                    np.savez_compressed(args.save_volumes / f"{name}_{raw.angles[k]:g}_{method}{args.tag}.npz",
+                                        **vols)
                 for el in raw.elements:
                     res = scorer(vols, el)
                     rows.append({"setting": name, "left_out_deg": float(raw.angles[k]), "method": method,

@@ -7,7 +7,10 @@ stopping is worth on a given tilt scheme. Variants:
   (patience stopping), also on series shorter than ``heldout_min_tilts``;
 - ``refit``: the same, then all tilts fitted again from the same seeded start
   to those iterations (the held-out phase is identical: same seed);
-- ``all``: every tilt fitted, no held-out tilts, to the iteration cap.
+- ``all``: every tilt fitted, no held-out tilts, to the iteration cap;
+- ``thin`` / ``thin-refit``: on a series shorter than ``heldout_min_tilts``, ``--thin``
+  (default 0.1) of every tilt's counts held out instead of tilts (``heldout_counts``),
+  without and with ``refit``.
 
 Quality is PSNR against the phantom (deterministic for a seed on a CPU);
 ``--trace N`` prints the PSNR of the current volume every N iterations, so
@@ -32,7 +35,8 @@ def main() -> None:
     parser.add_argument("--tilts", type=float, nargs=3, default=(-40, 40, 5), metavar=("FIRST", "LAST", "STEP"))
     parser.add_argument("--drop", type=int, nargs="*", default=[],
                         help="tilt indices left out of the series (a gap, as in a leave-one-out test)")
-    parser.add_argument("--variants", nargs="+", default=["heldout", "refit"], choices=["heldout", "refit", "all"])
+    parser.add_argument("--variants", nargs="+", default=["heldout", "refit"], choices=["heldout", "refit", "all", "thin", "thin-refit"])
+    parser.add_argument("--thin", type=float, default=0.1, help="heldout_counts of the thin variants")
     parser.add_argument("--trace", type=int, default=0, metavar="N", help="PSNR of the current volume every N iterations")
     parser.add_argument("--seed", type=int, default=0, help="DIPm-TV seed")
     parser.add_argument("--threads", type=int, default=1)
@@ -68,7 +72,8 @@ def main() -> None:
     for variant in args.variants:
         # heldout_min_tilts 4: the held-out variants hold tilts out whatever the series' length.
         extra = {"heldout": {"heldout_min_tilts": 4}, "refit": {"refit": True, "heldout_min_tilts": 4},
-                 "all": {"heldout": 0, "patience": 0}}[variant]
+                 "all": {"heldout": 0, "patience": 0}, "thin": {"heldout_counts": args.thin},
+                 "thin-refit": {"heldout_counts": args.thin, "refit": True}}[variant]
         trace = []
         for snap in reconstruct(series, "dipm-tv", **params, **extra):
             if args.trace and not snap.final:

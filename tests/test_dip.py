@@ -11,7 +11,7 @@ from edxtomo.phantom import acquire, make_phantom, tilt_angles
 from edxtomo.recon import reconstruct, run_to_end
 from edxtomo.recon.dip import dipm_tv
 from edxtomo.recon.nets import UNet3D, crop_centre, padded_shape
-from edxtomo.recon.stopping import BestIterate, split_tilts
+from edxtomo.recon.stopping import BestIterate, split_tilts, thin_counts
 
 SMALL = {"widths": (8, 16), "skip_widths": (2, 4), "input_channels": 8, "device": "cpu",
          # The 9-tilt test series hold tilts out, as the held-out mechanism tests need.
@@ -69,6 +69,60 @@ def test_few_tilts_are_all_fitted(tiny):
     assert "heldout_off" not in held.info
     off = run_to_end(dipm_tv(series, iterations=4, snapshot_every=2, heldout=0, **small))
     assert "heldout_off" not in off.info  # nothing was asked to be held out
+
+
+def test_thinned_counts_are_two_independent_poisson_parts():
+    """Binomial thinning: the parts sum to the counts, hold the asked share, and are uncorrelated."""
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(4.0, 200_000).astype(np.float32)
+    fitted, held = thin_counts(counts, 0.2, seed=1)
+    np.testing.assert_array_equal(fitted + held, counts)
+    assert held.mean() == pytest.approx(0.8, rel=0.02) and held.var() == pytest.approx(0.8, rel=0.03)
+    # Independent parts: a fixed share (held = round(0.2 k)) would correlate them at ~0.9.
+    assert abs(np.corrcoef(fitted, held)[0, 1]) < 0.01
+    again, _ = thin_counts(counts, 0.2, seed=1)
+    np.testing.assert_array_equal(again, fitted)
+    # Interpolated counts are rounded at random first: the parts keep the mean.
+    f, h = thin_counts(np.full(100_000, 2.4), 0.5, seed=2)
+    assert (f + h).mean() == pytest.approx(2.4, abs=0.01) and set(np.unique(f + h)) == {2.0, 3.0}
+    with pytest.raises(ValueError, match="fraction"):
+        thin_counts(counts, 1.0, seed=0)
+
+
+def test_a_short_series_holds_counts_out_instead_of_tilts(tiny):
+    """``heldout_counts``: every tilt stays in the fit, a share of its counts validates it."""
+    phantom, series = tiny
+    small = {**SMALL, "heldout_min_tilts": 12, "heldout_counts": 0.2, "iterations": 40, "snapshot_every": 20,
+             "eval_every": 5, "lr": 1e-2, "coarse_iterations": 0}
+    snaps = list(dipm_tv(series, **small))
+    run = snaps[-1]
+    assert run.info["heldout_counts"] == 0.2 and run.info["heldout_angles"] == []
+    assert run.info["heldout_off"] == ("9 tilts, fewer than heldout_min_tilts (12): 20% of every tilt's counts "
+                                       "held out instead")
+    assert "heldout" in run.losses and set(run.info["best_iterations"]) == set(series.elements)
+    # Each element is kept at its best held-out iterate: no snapshot predicts the held counts better.
+    assert run.losses["heldout"] <= min(s.losses["heldout"] for s in snaps[:-1]) * (1 + 1e-3)
+    # Least squares has no counts to split: all fitted, and the run says why.
+    ls = run_to_end(dipm_tv(series, **{**small, "loss": "ls", "iterations": 4}))
+    assert "heldout_counts" not in ls.info and "heldout" not in ls.losses
+    assert ls.info["heldout_off"].endswith("(counts are held out only with the Poisson data term)")
+    # Series long enough to hold tilts out do that, not counts.
+    many = acquire(phantom, tilt_angles(-60, 60, 10), dose=20.0, seed=3)
+    tilts = run_to_end(dipm_tv(many, **{**small, "iterations": 4}))
+    assert tilts.info["heldout_angles"] and "heldout_counts" not in tilts.info
+
+
+def test_held_out_counts_choose_an_iteration_and_refit_fits_all_counts_to_it(tiny):
+    _, series = tiny
+    small = {**REFIT, "heldout": 4, "heldout_min_tilts": 12, "heldout_counts": 0.2}
+    held_out = run_to_end(dipm_tv(series, **small))
+    refit = run_to_end(dipm_tv(series, **small, refit=True))
+    chosen = held_out.info["best_iterations"]
+    assert refit.info["refit"] == {"iterations": chosen, "after": 60}
+    assert refit.info["heldout_counts"] == 0.2 and "counts held out" in refit.info["heldout_off"]
+    for element, n in chosen.items():
+        plain = run_to_end(dipm_tv(series, **{**REFIT, "heldout": 0, "iterations": n}))
+        np.testing.assert_allclose(refit.volumes[element], plain.volumes[element], rtol=1e-5, atol=1e-6)
 
 
 def test_seed_makes_cpu_runs_identical(tiny):

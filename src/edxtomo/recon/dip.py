@@ -61,7 +61,7 @@ from .params import (
 from .problem import Problem, should_snapshot
 from .snapshot import Snapshot
 from .status import StopReason
-from .stopping import BestIterate, split_tilts
+from .stopping import BestIterate, split_tilts, thin_counts
 
 DEFAULT_TV_WEIGHT = 0.02
 #: The fixed network input is uniform noise in [0, INPUT_SCALE) (the published setting).
@@ -113,6 +113,11 @@ def dipm_tv(
         "hold tilts out only when the series has at least this many; with fewer, each tilt is "
         "too much of the data to spare and all are fitted, to the iteration cap",
         advanced=True)] = 12,
+    heldout_counts: Annotated[float, Range(0, 0.5), Doc(
+        "on a series with fewer tilts than heldout_min_tilts, hold out this fraction of every "
+        "tilt's counts instead (binomial thinning; Poisson data term only) to choose each "
+        "element's iteration and to stop; 0: fit all counts to the iteration cap",
+        advanced=True)] = 0.0,
     patience: Annotated[int | None, Range(0, 10_000_000), Doc(
         "stop when the held-out error has not improved for this many iterations (0: never)",
         advanced=True)] = 300,
@@ -194,7 +199,7 @@ def dipm_tv(
         return
     first = None
     for snap in _iterate(series, settings, control, resume):
-        if snap.final and settings.refit and snap.info.get("heldout_angles"):
+        if snap.final and settings.refit and (snap.info.get("heldout_angles") or snap.info.get("heldout_counts")):
             first = snap
             break
         yield snap
@@ -219,6 +224,7 @@ class DipSettings:
     ema: float = 0.99
     heldout: int = 4
     heldout_min_tilts: int = 12
+    heldout_counts: float = 0.0
     patience: int | None = 300
     eval_every: int = 10
     warm_start: str = "none"
@@ -255,12 +261,22 @@ class DipSettings:
         """
         return self.heldout if n_angles >= self.heldout_min_tilts else 0
 
-    def heldout_off_reason(self, n_angles: int) -> str:
+    def counts_held(self, n_angles: int, loss: str) -> float:
+        """Fraction of the counts held out instead of tilts (0: none), for the resolved ``loss``."""
+        if self.heldout and not self.heldout_every(n_angles) and loss == "poisson":
+            return self.heldout_counts
+        return 0.0
+
+    def heldout_off_reason(self, n_angles: int, loss: str = "poisson") -> str:
         """Why no tilts are held out although ``heldout`` asks for it (empty when they are)."""
-        if self.heldout and not self.heldout_every(n_angles):
-            return (f"{n_angles} tilts, fewer than heldout_min_tilts ({self.heldout_min_tilts}): "
-                    f"all fitted, to the iteration cap")
-        return ""
+        if not self.heldout or self.heldout_every(n_angles):
+            return ""
+        short = f"{n_angles} tilts, fewer than heldout_min_tilts ({self.heldout_min_tilts})"
+        if fraction := self.counts_held(n_angles, loss):
+            return f"{short}: {fraction:.0%} of every tilt's counts held out instead"
+        why = ("all fitted, to the iteration cap" if not self.heldout_counts
+               else "all fitted, to the iteration cap (counts are held out only with the Poisson data term)")
+        return f"{short}: {why}"
 
     def resolved_loss(self, series: TiltSeries) -> str:
         """``auto`` → Poisson for counts (whole numbers, or aligned/normalised counts), else least squares."""
@@ -271,41 +287,68 @@ class DipSettings:
         return "poisson" if series.counts else "ls"
 
 
+@dataclass
+class _Part:
+    """Tilts ``idx`` with their normalised measurements and count scale (``meas·scale`` = counts)."""
+
+    idx: torch.Tensor
+    meas: torch.Tensor
+    scale: torch.Tensor
+
+
 class DipObjective:
-    """Data and TV terms of a normalised volume, on the training and held-out tilts."""
+    """Data and TV terms of a normalised volume, on the fitted and the held-out data.
+
+    The held-out data are whole tilts (``held``), or with ``counts_fraction`` that fraction of
+    every tilt's counts (:func:`~edxtomo.recon.stopping.thin_counts`; Poisson term only): each
+    part is then a Poisson measurement of its share of the projection.
+    """
 
     def __init__(self, prob: Problem, settings: DipSettings, loss: str,
-                 train: np.ndarray, held: np.ndarray) -> None:
+                 train: np.ndarray, held: np.ndarray, counts_fraction: float = 0.0) -> None:
         dev = prob.device
         self.prob, self.loss, self.joint = prob, loss, settings.joint_tv
         self.tv_weight = float(settings.tv_weight)
-        self.train = torch.as_tensor(train, device=dev)
-        self.held = torch.as_tensor(held, device=dev)
-        self.has_held = held.size > 0
         scale = torch.as_tensor(prob.tv_scale, dtype=prob.dtype, device=dev)
         self.tv_unit = scale.mean() if self.joint else scale
-        self.sigma = torch.as_tensor(prob.sigma, dtype=prob.dtype, device=dev).reshape(-1, 1, 1, 1)
+        sigma = torch.as_tensor(prob.sigma, dtype=prob.dtype, device=dev).reshape(-1, 1, 1, 1)
+        self.train_idx = torch.as_tensor(train, device=dev)
+        if counts_fraction:
+            if loss != "poisson":
+                raise ValueError("counts can be held out only with the Poisson data term")
+            counts = (prob.meas * sigma).cpu().numpy()
+            fitted, kept_out = thin_counts(counts, counts_fraction, settings.seed)
+            parts = []
+            for c, share in ((fitted, 1.0 - counts_fraction), (kept_out, counts_fraction)):
+                s = sigma * share
+                parts.append(_Part(self.train_idx, torch.as_tensor(c, dtype=prob.dtype, device=dev) / s, s))
+            self.fit, self.held = parts
+        else:
+            held_idx = torch.as_tensor(held, device=dev)
+            self.fit = _Part(self.train_idx, prob.meas[:, self.train_idx], sigma)
+            self.held = _Part(held_idx, prob.meas[:, held_idx], sigma)
+        self.has_held = bool(counts_fraction) or held.size > 0
 
-    def misfit(self, proj: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Per-element data term of the tilts ``idx`` of a projection of all tilts."""
+    def misfit(self, proj: torch.Tensor, part: _Part) -> torch.Tensor:
+        """Per-element data term of one part of the data, for a projection of all tilts."""
         if self.loss == "poisson":
-            return poisson_nll(proj[:, idx], self.prob.meas[:, idx], self.sigma)
-        return data_misfit(proj[:, idx], self.prob.meas[:, idx])
+            return poisson_nll(proj[:, part.idx], part.meas, part.scale)
+        return data_misfit(proj[:, part.idx], part.meas)
 
     def loss_terms(self, vol: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(data, weighted TV) on the training tilts, differentiable."""
-        data = self.misfit(self.prob.forward(vol), self.train).sum()
+        """(data, weighted TV) on the fitted data, differentiable."""
+        data = self.misfit(self.prob.forward(vol), self.fit).sum()
         tvv = (self.tv_weight * self.tv_unit * tv_norm(vol, joint=self.joint, eps=TV_EPS)).sum()
         return data, tvv
 
     def heldout_errors(self, vol: torch.Tensor) -> np.ndarray:
-        """Per-element held-out error (lower predicts the unseen tilts better)."""
+        """Per-element held-out error (lower predicts the unseen data better)."""
         return self.misfit(self.prob.forward(vol), self.held).cpu().numpy()
 
     def report(self, vol: torch.Tensor) -> dict[str, float]:
         """Same definitions as :func:`edxtomo.recon.tv.objective`: total = data + tv_weight · tv."""
         proj = self.prob.forward(vol)
-        data = float(self.misfit(proj, self.train).sum())
+        data = float(self.misfit(proj, self.fit).sum())
         tvv = float((self.tv_unit * tv_norm(vol, joint=self.joint)).sum())
         out = {"data": data, "tv": tvv, "total": data + self.tv_weight * tvv}
         if self.has_held:
@@ -414,8 +457,9 @@ def _iterate(series: TiltSeries, s: DipSettings, control: RunControl | None,
     prob = Problem.build(series, nz=s.nz, device=s.device)
     dev, n_elem, iterations = prob.device, len(prob.elements), s.iterations
     train, held = split_tilts(series.n_angles, s.heldout_every(series.n_angles))
-    objective = DipObjective(prob, s, loss_kind, train, held)
-    net, noise = _build_network(s, prob, objective.train)
+    counts_held = s.counts_held(series.n_angles, loss_kind)
+    objective = DipObjective(prob, s, loss_kind, train, held, counts_held)
+    net, noise = _build_network(s, prob, objective.train_idx)
     opt = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     gamma = s.lr_decay ** (1.0 / max(1, iterations))
     schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma) if gamma != 1.0 else None
@@ -424,7 +468,8 @@ def _iterate(series: TiltSeries, s: DipSettings, control: RunControl | None,
 
     warm = _warm_target(series, train, prob, s.warm_start) if s.warm_start != "none" else None
     n_warm = min(s.warm_iterations, iterations - 1) if warm is not None else 0
-    patience = s.patience if s.patience and held.size else None
+    validated = objective.has_held
+    patience = s.patience if s.patience and validated else None
     best = BestIterate(patience=patience)
     ema_acc = torch.zeros((n_elem, *prob.volume_shape), device=dev, dtype=prob.dtype)
     first = 1
@@ -433,7 +478,9 @@ def _iterate(series: TiltSeries, s: DipSettings, control: RunControl | None,
     info = {"heldout_angles": [float(a) for a in series.angles[held]], "tv_weight": s.tv_weight,
             "warm_start": s.warm_start, "loss": loss_kind,
             "coarse_to_fine": isinstance(noise, PairInput)}
-    if off := s.heldout_off_reason(series.n_angles):
+    if counts_held:
+        info["heldout_counts"] = counts_held
+    if off := s.heldout_off_reason(series.n_angles, loss_kind):
         info["heldout_off"] = off
     if first > 1:
         info["resumed_from"] = first - 1
@@ -492,7 +539,7 @@ def _iterate(series: TiltSeries, s: DipSettings, control: RunControl | None,
                     take = np.flatnonzero(refit_at == it)
                     if take.size:
                         best.update(it, np.where(refit_at == it, 0.0, np.inf), current)
-                if held.size and (it % s.eval_every == 0 or it == iterations or stop):
+                if validated and (it % s.eval_every == 0 or it == iterations or stop):
                     best.update(it, objective.heldout_errors(current), current)
                     if best.should_stop(it):
                         why = StopReason.EARLY_STOPPING
@@ -544,7 +591,8 @@ def _refit(series: TiltSeries, s: DipSettings, control: RunControl | None, *,
                                    f"about {control.elapsed() / max(1, offset) * refit_at.max():.0f} s")
             yield first
             return
-    settings = replace(s, heldout=0, patience=0, iterations=int(refit_at.max()), refit=False)
+    settings = replace(s, heldout=0, heldout_counts=0.0, patience=0, iterations=int(refit_at.max()),
+                       refit=False)
     if held_out_result is not None:
         held_out_result.state = None  # its closure holds the first network: free it for the refit
     last = None
@@ -571,6 +619,9 @@ def _refit(series: TiltSeries, s: DipSettings, control: RunControl | None, *,
                      f"stopped at {last.info['iterations_done']} of {settings.iterations} iterations")
     if held_out_result is not None:
         last.stopped = held_out_result.stopped  # why the held-out run ended: still the reason
+        for key in ("heldout_counts", "heldout_off"):
+            if key in held_out_result.info:
+                last.info[key] = held_out_result.info[key]
     yield last
 
 

@@ -1,10 +1,13 @@
-"""Held-out-tilt validation: which iterate to keep and when to stop.
+"""Held-out validation: which iterate to keep and when to stop.
 
 A deep image prior first fits the structure shared by all tilts and only later
-the noise of each one. Tilts the network never sees tell the two phases
+the noise of each one. Data the network never sees tell the two phases
 apart: their prediction error falls while the reconstruction improves and
 rises once it starts fitting noise. The iterate with the lowest held-out error
 is kept, and a run can stop when that error has not improved for a while.
+
+The held-out data are whole tilts (:func:`split_tilts`) or, on a series too
+short to spare a tilt, a fraction of every tilt's counts (:func:`thin_counts`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,26 @@ def split_tilts(n_angles: int, every: int) -> tuple[np.ndarray, np.ndarray]:
     offset = (n_angles - 1) // 2 % every
     held = idx[(idx % every == offset) & (idx > 0) & (idx < n_angles - 1)]
     return np.setdiff1d(idx, held), held
+
+
+def thin_counts(counts: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split counts into two independent Poisson parts: ``(fitted, held)``, ``held`` ≈ ``fraction``.
+
+    Binomial thinning: if ``k ~ Poisson(λ)`` and ``h ~ Binomial(k, f)`` then ``h`` and
+    ``k − h`` are independent, ``Poisson(f·λ)`` and ``Poisson((1 − f)·λ)``. The held part
+    validates a fit to the other on every tilt and every pixel, so no view is lost to
+    validation. Counts that alignment interpolated or per-tilt normalisation rescaled are
+    first rounded at random to whole numbers (unbiased); their two parts are then
+    independent only approximately.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the held-out fraction of the counts must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
+    whole = np.floor(counts)
+    whole += rng.random(counts.shape) < counts - whole
+    held = rng.binomial(whole.astype(np.int64), fraction).astype(np.float64)
+    return whole - held, held
 
 
 @dataclass
