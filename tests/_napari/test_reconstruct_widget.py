@@ -209,6 +209,19 @@ def test_short_series_says_no_tilts_are_held_out(make_widget, qtbot):
     assert "best held-out iterate" not in status and "heldout" not in widget.plot.lines
 
 
+@pytest.mark.skipif("dipm-tv" not in usable_methods(), reason="edxtomo.recon.dip is not importable")
+def test_short_series_holding_counts_out_shows_the_held_out_curve_and_best_iterate(make_widget, qtbot):
+    viewer, widget = make_widget("dipm-tv", iterations=4, snapshot_every=2, eval_every=2, heldout_min_tilts=100,
+                                 heldout_counts=0.2)
+    widget.start()
+    _wait_done(qtbot, widget, timeout=120_000)
+    record = widget.controller.record
+    assert record.status == "finished" and record.last.info["heldout_counts"] == 0.2
+    status = widget.status.text()
+    assert "20% of every tilt's counts held out instead" in status
+    assert "best held-out iterate" in status and "heldout" in widget.plot.lines
+
+
 def test_switching_the_method_leaves_one_parameter_form(make_widget):
     """The previous method's form leaves the dock at once, not at the next event-loop pass."""
     from qtpy.QtWidgets import QLabel

@@ -400,7 +400,8 @@ class ReconstructWidget(DockBase):
         text = f"{method_label(record.method)} {record.status} at iteration {done}"
         info = record.last.info if record.last else {}
         best = info.get("best_iterations")
-        if best and info.get("heldout_angles") and record.last.stopped != STOPPED_BY_USER:
+        validated = info.get("heldout_angles") or info.get("heldout_counts")
+        if best and validated and record.last.stopped != STOPPED_BY_USER:
             text += "; shown: each element's best held-out iterate (" + ", ".join(
                 f"{e} {it}" for e, it in best.items()) + ")"
         text += "".join(f"; {note}" for note in record.last.notes()) if record.last else ""
