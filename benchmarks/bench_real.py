@@ -22,7 +22,9 @@ DIPm-TV/TV variants for finding out why a method loses: ``--param dipm-tv:loss=p
 ``split_tilts``' every-k-th pattern, to see whether *which* tilt is held out
 matters); ``--trace 50`` scores DIPm-TV's current volume at the left-out tilt every 50
 iterations (where a stop would have been best); ``--tag`` labels the rows of such a run. ``--dip-time 0`` runs
-DIPm-TV to its iteration count (or early stop) whatever the machine's load.
+DIPm-TV to its iteration count (or early stop) whatever the machine's load. ``--save-volumes DIR``
+keeps each run's volumes; ``--rescore DIR/*.npz`` scores them again and splits each residual
+into bands of spatial frequency (which detail a method predicts worse).
 
 Alignment settings: ``translation`` (neighbour correlation + centre of mass),
 ``refine`` (+ projection matching, axis kept at 0°), ``refine+counts`` and
@@ -117,8 +119,27 @@ def poisson_deviance(mu: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(2 * (term - (y - mu))))
 
 
+#: Edges (cycles per pixel) of the spatial-frequency bands of the residual (``bands`` in each row).
+BAND_EDGES = (0.0, 0.05, 0.1, 0.2, 0.3, np.inf)
+
+
+def residual_bands(residual: np.ndarray, meas: np.ndarray, m: np.ndarray) -> list[float]:
+    """The residual's energy per band of spatial frequency, its Poisson floor removed, as a share
+    of the map's signal energy (the same normalisation as the unexplained fraction)."""
+    power = np.abs(np.fft.fft2(np.where(m, residual, 0.0))) ** 2 / residual.size
+    freq = np.hypot(np.fft.fftfreq(residual.shape[0])[:, None], np.fft.fftfreq(residual.shape[1])[None, :])
+    # The floor is white: mean(y) per pixel, spread over the frequencies in proportion to the mask.
+    floor = meas[m].sum() / residual.size
+    signal = (meas[m] ** 2).sum() - meas[m].sum()
+    out = []
+    for lo, hi in zip(BAND_EDGES[:-1], BAND_EDGES[1:], strict=True):
+        sel = (freq >= lo) & (freq < hi)
+        out.append(round(float((power[sel].sum() - floor * sel.sum()) / signal), 4))
+    return out
+
+
 def score(pred: np.ndarray, meas: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """Deviance and unexplained fraction after the best shift and scale."""
+    """Deviance, unexplained fraction and its frequency bands after the best shift and scale."""
     if pred.sum() <= 0:
         return {"deviance": float("nan"), "unexplained": float("nan"), "shift_px": [0.0, 0.0]}
     s = phase_correlation(meas, pred, sigma=1.0, max_shift=4)
@@ -126,7 +147,8 @@ def score(pred: np.ndarray, meas: np.ndarray, mask: np.ndarray) -> dict[str, flo
     m = mask & (ndimage.shift(mask.astype(float), s, order=0) > 0.5)
     a = float((moved[m] * meas[m]).sum() / max((moved[m] ** 2).sum(), 1e-12))
     return {"deviance": poisson_deviance(a * moved[m], meas[m]),
-            "unexplained": unexplained_fraction(moved, meas, m), "shift_px": s.round(2).tolist()}
+            "unexplained": unexplained_fraction(moved, meas, m), "shift_px": s.round(2).tolist(),
+            "scale": round(a, 4), "bands": residual_bands(a * moved - meas, meas, m)}
 
 
 class LeftOutScorer:
@@ -247,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("bench_real.json"))
     ap.add_argument("--save-volumes", type=Path, default=None, metavar="DIR",
                     help="write each run's volumes to DIR/<setting>_<left out>_<method><tag>.npz")
+    ap.add_argument("--rescore", type=Path, nargs="+", default=None, metavar="NPZ",
+                    help="score saved volumes (--save-volumes files) at their left-out tilt instead of "
+                         "reconstructing; prints each element's scale and residual bands")
     args = ap.parse_args(argv)
     args.params = parse_params(args.param)
     if not DATA.is_dir():
@@ -255,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     raw = read_series(DATA, lines=LINES, bin_factor=args.bin, background=args.background)
     print(raw, file=sys.stderr)
+    if args.rescore:
+        return rescore(raw, args)
     rows, timings = [], {}
     for name in args.settings:
         aligned, alpha, shifts, gains, secs = align(raw, name, args.alignment_cache,
@@ -290,6 +317,23 @@ def main(argv: list[str] | None = None) -> int:
                                                 "tag": args.tag, "threads": args.threads}, indent=1, default=str))
     print(table(rows))
     print("alignment wall time (s, 2 shared cores, pessimistic):", {k: round(v, 1) for k, v in timings.items()})
+    return 0
+
+
+def rescore(raw: TiltSeries, args: argparse.Namespace) -> int:
+    """Scores and residual bands of saved volumes, ``<setting>_<left out>_<method><tag>.npz``."""
+    edges = ", ".join(f"{lo:g}-{hi:g}" for lo, hi in zip(BAND_EDGES[:-1], BAND_EDGES[1:], strict=True))
+    print(f"residual energy above the Poisson floor per band (cycles/px: {edges}), share of the signal")
+    for path in args.rescore:
+        name, left, label = path.stem.split("_", 2)
+        aligned, alpha, shifts, gains, _ = align(raw, name, args.alignment_cache)
+        k = int(np.argmin(np.abs(raw.angles - float(left))))
+        scorer = LeftOutScorer(raw, k, alpha, shifts[k], gains[k])
+        vols = dict(np.load(path))
+        for el in raw.elements:
+            r = scorer(vols, el)
+            print(f"{name:14s} {float(left):5.0f} {label:16s} {el:3s} unexplained {r['unexplained']:.4f} "
+                  f"deviance {r['deviance']:.3f} scale {r['scale']:.3f} bands {r['bands']}")
     return 0
 
 
