@@ -64,6 +64,18 @@ undoing each window's x motion before fitting the y motion (biased by −2°),
 a dense Lucas–Kanade flow to the 0° map and tracked patches (several
 degrees off: structures at different depths slide past each other), row
 profiles along the axis binned from the exact counts (shrunk toward 0°).
+
+Where the error comes from (``benchmarks/bench_tilt_axis.py``'s series,
+axes +3, −4, +2, +5°): without noise the estimate is biased, by the same
+sign whatever the axis: −0.15° on the plain counts, −0.6° with the square
+root; −0.15° and −0.41° with the true shifts. So part of the error is the
+motion model on this object, not the noise or the translation. Weighting
+the plain counts' residual by the inverse mean map instead of taking the
+square root (the same noise equalisation, the model unbent) measured
+−0.35° noise-free and rms 0.52° against 0.63–0.70° at ~10 counts/px on
+those series (two sets of 6 seeds per axis), but rms 0.64° against 0.43°
+(mean +0.35°) on the test series, whose tilts also carry ±20 % gains and
+a damaged tilt: not adopted.
 """
 
 from __future__ import annotations
