@@ -266,3 +266,13 @@ def test_mark_best_compares_only_comparable_runs():
         {"task": "e", "sweep": "", "status": "finished", "heldout": 0.1, "heldout_angles": [0], "loss": "mse"},
     ]
     assert [r["task"] for r in mark_best(rows) if r["best_in_sweep"]] == ["b"]
+    # Counts held out instead of tilts: comparable only with the same fraction and seed.
+    counts = [
+        {"task": "f", "sweep": "t", "status": "finished", "heldout": 2.0, "heldout_angles": [],
+         "heldout_counts": [0.1, 0], "loss": "poisson"},
+        {"task": "g", "sweep": "t", "status": "finished", "heldout": 1.5, "heldout_angles": [],
+         "heldout_counts": [0.1, 0], "loss": "poisson"},
+        {"task": "h", "sweep": "t", "status": "finished", "heldout": 0.2, "heldout_angles": [],
+         "heldout_counts": [0.1, 1], "loss": "poisson"},
+    ]
+    assert [r["task"] for r in mark_best(counts) if r["best_in_sweep"]] == ["g"]

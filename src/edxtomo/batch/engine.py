@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .manifest import Task
-from .summary import write_summary
+from .summary import held_counts, write_summary
 from .tasks import TASK_FILE, finished_spec, remove_partials, run_task
 
 NOT_FINISHED = "not finished"
@@ -155,7 +155,8 @@ def _skipped_row(task: Task, out_root: Path) -> dict[str, Any]:
             "output": str(out_root / task.name), "wall_s": side.get("elapsed_s"),
             "iterations": side.get("iterations_done"), "device": info.get("device", ""),
             "losses": losses, "heldout": losses.get("heldout"),
-            "heldout_angles": info.get("heldout_angles"), "loss": info.get("loss")}
+            "heldout_angles": info.get("heldout_angles"), "loss": info.get("loss"),
+            "heldout_counts": held_counts(info)}
 
 
 def run_batch(tasks: Sequence[Task], out_root: str | Path, client: Any,

@@ -25,13 +25,20 @@ def has_result(row: dict[str, Any]) -> bool:
     return status in RESULT_STATUSES or status.startswith("skipped")
 
 
+def held_counts(info: dict[str, Any]) -> list[float] | None:
+    """``[fraction, seed]`` of the counts a DIP run held out (None: none)."""
+    if not info.get("heldout_counts"):
+        return None
+    return [float(info["heldout_counts"]), int(info.get("heldout_counts_seed", 0))]
+
+
 def mark_best(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Set ``best_in_sweep`` on the finished task of each sweep with the lowest held-out error.
 
     Only tasks whose held-out errors are comparable compete: the same sweep
-    (one manifest entry over one series), the same held-out tilts and the same
-    data term (Gaussian or Poisson). Methods without held-out tilts (SIRT, TV)
-    are never marked.
+    (one manifest entry over one series), the same held-out tilts or the same
+    held-out counts (fraction and seed) and the same data term (Gaussian or
+    Poisson). Methods without held-out data (SIRT, TV) are never marked.
     """
     out = [{**r, "best_in_sweep": False} for r in rows]
     groups: dict[tuple, list[dict[str, Any]]] = {}
@@ -39,7 +46,8 @@ def mark_best(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         h = r.get("heldout")
         if (not r.get("sweep") or not has_result(r) or h is None or not math.isfinite(float(h))):
             continue
-        key = (r["sweep"], tuple(r.get("heldout_angles") or ()), r.get("loss"))
+        key = (r["sweep"], tuple(r.get("heldout_angles") or ()), tuple(r.get("heldout_counts") or ()),
+               r.get("loss"))
         groups.setdefault(key, []).append(r)
     for members in groups.values():
         if len(members) > 1:

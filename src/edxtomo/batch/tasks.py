@@ -23,6 +23,7 @@ from ..io import SIDECAR_NAME
 from ..io.atomic import write_json
 from ..runner import prepare_record
 from .manifest import Task
+from .summary import held_counts
 
 #: Written beside the sidecar: the task's spec, compared by ``--resume``.
 TASK_FILE = "batch_task.json"
@@ -109,6 +110,7 @@ def run_task(task: Task, out_root: str, torch_threads: int | None = None) -> dic
         row.update(iterations=last.iteration, device=last.info.get("device", ""),
                    losses=dict(last.losses), heldout=last.losses.get("heldout"),
                    heldout_angles=last.info.get("heldout_angles"), loss=last.info.get("loss"),
+                   heldout_counts=held_counts(last.info),
                    stopped=last.stopped)
     return row
 

@@ -479,7 +479,8 @@ def _iterate(series: TiltSeries, s: DipSettings, control: RunControl | None,
             "warm_start": s.warm_start, "loss": loss_kind,
             "coarse_to_fine": isinstance(noise, PairInput)}
     if counts_held:
-        info["heldout_counts"] = counts_held
+        # The held-out counts are drawn with the seed: runs with one seed share them.
+        info.update(heldout_counts=counts_held, heldout_counts_seed=s.seed)
     if off := s.heldout_off_reason(series.n_angles, loss_kind):
         info["heldout_off"] = off
     if first > 1:
@@ -619,7 +620,7 @@ def _refit(series: TiltSeries, s: DipSettings, control: RunControl | None, *,
                      f"stopped at {last.info['iterations_done']} of {settings.iterations} iterations")
     if held_out_result is not None:
         last.stopped = held_out_result.stopped  # why the held-out run ended: still the reason
-        for key in ("heldout_counts", "heldout_off"):
+        for key in ("heldout_counts", "heldout_counts_seed", "heldout_off"):
             if key in held_out_result.info:
                 last.info[key] = held_out_result.info[key]
     yield last
