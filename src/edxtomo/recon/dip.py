@@ -199,7 +199,7 @@ def dipm_tv(
         return
     first = None
     for snap in _iterate(series, settings, control, resume):
-        if snap.final and settings.refit and (snap.info.get("heldout_angles") or snap.info.get("heldout_counts")):
+        if snap.final and settings.refit and "heldout" in snap.losses:
             first = snap
             break
         yield snap
@@ -316,8 +316,7 @@ class DipObjective:
         if counts_fraction:
             if loss != "poisson":
                 raise ValueError("counts can be held out only with the Poisson data term")
-            counts = (prob.meas * sigma).cpu().numpy()
-            fitted, kept_out = thin_counts(counts, counts_fraction, settings.seed)
+            fitted, kept_out = thin_counts(prob.series.stack(), counts_fraction, settings.seed)
             parts = []
             for c, share in ((fitted, 1.0 - counts_fraction), (kept_out, counts_fraction)):
                 s = sigma * share
